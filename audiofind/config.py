@@ -1,0 +1,50 @@
+"""Defaults for every setting. Each key is read from the environment as AUDIOFIND_<KEY>."""
+
+from pathlib import Path
+
+DEFAULTS = {
+    # Where the embedded catalog, its vectors and the uploaded audio live.
+    "DATA_DIR": "instance",
+    # Backends, chosen by name (see plugins.py).
+    "EMBEDDER": "panns",
+    "INDEX": "local",
+    "STORAGE": "local",
+    # PANNs Cnn14: the official checkpoint; empty means <DATA_DIR>/models/Cnn14_mAP=0.431.pth.
+    "PANNS_CHECKPOINT": "",
+    "PANNS_CHECKPOINT_URL": "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+    "PANNS_BATCH_SIZE": 4,
+    # Inference precision: float32, bfloat16 (CPU with AVX512-BF16/AMX, or GPU), float16 (GPU), int8 (opt-in, self-checked).
+    "PANNS_PRECISION": "float32",
+    "DEVICE": "auto",
+    # Input limits.
+    "MAX_UPLOAD_BYTES": 200 * 1024 * 1024,
+    "MAX_DURATION": 2 * 60 * 60.0,
+    "MIN_DURATION": 0.5,
+    # Version grouping: a new track whose windows all match one catalog track this closely is a version of it.
+    "VERSION_THRESHOLD": None,
+    # Queue and services.
+    "REDIS_URL": "",
+    "MONGODB_URI": "",
+    "MONGODB_DATABASE": "audiofind",
+    "S3_BUCKET": "",
+    "S3_ENDPOINT_URL": "",
+    "S3_REGION": "",
+    "S3_PREFIX": "audio/",
+    "SECRET_KEY": "",
+    "ADMIN_TOKEN": "",
+    "WIDGET_ORIGINS": "",
+    "UPLOAD_URL_EXPIRES": 900,
+    "PLAYBACK_URL_EXPIRES": 3600,
+    "SEARCH_JOB_TIMEOUT": 600,
+    "INGEST_JOB_TIMEOUT": 3600,
+    "JOB_RETRIES": 2,
+    # Local index: exact search up to this many tracks, then the approximate (HNSW) index.
+    "ANN_THRESHOLD": 20000,
+}
+
+
+def data_dir(config) -> Path:
+    path = Path(config["DATA_DIR"]).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+

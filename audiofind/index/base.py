@@ -1,0 +1,147 @@
+"""What every index backend stores and answers. The catalog talks to this interface only."""
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot answer (not ready, wrong dimensions, unreachable); the message says why."""
+
+
+class EmbedderMismatch(IndexUnavailable):
+    """Vectors from another embedder would be mixed into the catalog."""
+
+
+@dataclass
+class Track:
+    track_id: str
+    file: str  # the original file name
+    content_hash: str  # sha256 of the file bytes
+    duration: float
+    embedder: str  # "name:version"
+    storage_key: str = ""
+    title: str = ""
+    artist: str = ""
+    album: str = ""
+    tags: list = field(default_factory=list)  # free tags from metadata and the model's top labels
+    labels: list = field(default_factory=list)  # [[label, score]] from the embedder, best first
+    bpm: Optional[float] = None
+    group_id: str = ""  # tracks that are versions of each other share it; a track alone has its own id
+    envelope: list = field(default_factory=list)  # loudness over time, 0..1, a few hundred points
+    created_at: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Filters:
+    exclude_track_ids: list = field(default_factory=list)
+    exclude_files: list = field(default_factory=list)
+    album: str = ""
+    artist: str = ""
+    tags: list = field(default_factory=list)  # every tag must be present
+    min_duration: Optional[float] = None
+    max_duration: Optional[float] = None
+    min_bpm: Optional[float] = None
+    max_bpm: Optional[float] = None
+
+    def matches(self, track: Track) -> bool:
+        """The reference semantics every backend implements."""
+        if track.track_id in self.exclude_track_ids or track.file in self.exclude_files:
+            return False
+        if self.album and track.album != self.album:
+            return False
+        if self.artist and track.artist != self.artist:
+            return False
+        if any(tag not in track.tags for tag in self.tags):
+            return False
+        if self.min_duration is not None and track.duration < self.min_duration:
+            return False
+        if self.max_duration is not None and track.duration > self.max_duration:
+            return False
+        if self.min_bpm is not None and (track.bpm is None or track.bpm < self.min_bpm):
+            return False
+        if self.max_bpm is not None and (track.bpm is None or track.bpm > self.max_bpm):
+            return False
+        return True
+
+
+@dataclass
+class Hit:
+    track_id: str
+    score: float
+    match_start: Optional[float] = None  # where in the catalog track the best window starts, seconds
+    match_end: Optional[float] = None
+
+
+class Index:
+    """Base class of index backends. ``config`` is the app config mapping."""
+
+    name: str = ""
+
+    def __init__(self, config):
+        self.config = config
+
+    # -- the embedder that built the catalog
+    def embedder_identity(self) -> Optional[dict]:
+        raise NotImplementedError
+
+    def set_embedder_identity(self, identity: dict) -> None:
+        raise NotImplementedError
+
+    # -- tracks
+    def add(self, track: Track, vector: np.ndarray, windows: np.ndarray, window_vectors: np.ndarray) -> None:
+        """Store a track with its vectors, all or nothing."""
+        raise NotImplementedError
+
+    def remove(self, track_id: str) -> bool:
+        raise NotImplementedError
+
+    def get(self, track_id: str) -> Optional[Track]:
+        raise NotImplementedError
+
+    def get_many(self, track_ids: list) -> dict:
+        """{track_id: Track} for the ids that exist."""
+        raise NotImplementedError
+
+    def find_by_hash(self, content_hash: str) -> Optional[Track]:
+        raise NotImplementedError
+
+    def list(self, offset: int = 0, limit: int = 50, query: str = "") -> list:
+        """Tracks, newest first; ``query`` matches file, title, artist or album (case-insensitive substring)."""
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def update(self, track_id: str, fields: dict) -> None:
+        """Change metadata fields (title, artist, album, tags, group_id)."""
+        raise NotImplementedError
+
+    def find_by_file(self, file: str) -> list:
+        raise NotImplementedError
+
+    # -- vectors
+    def track_vector(self, track_id: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def segments(self, track_id: str) -> tuple:
+        """(windows (n, 2), window_vectors (n, window_dim)) of one track."""
+        raise NotImplementedError
+
+    def search(self, vector: np.ndarray, limit: int, filters: Filters) -> list:
+        """Track-level: the ``limit`` best tracks by dot product with ``vector``, as Hits (no match_start)."""
+        raise NotImplementedError
+
+    def search_segments(self, window_vectors: np.ndarray, limit: int, filters: Filters) -> list:
+        """Segment-level: for each catalog track, the mean over query windows of the best window match.
+
+        Returns the ``limit`` best tracks as Hits, with match_start/match_end of the catalog window
+        that matched the query best."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,5 @@
+"""One blueprint per area."""
+
+
+def register_blueprints(app):
+    pass
