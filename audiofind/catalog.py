@@ -1,0 +1,386 @@
+"""The catalog service: ingest, search, similar, remove. It knows no backend by name."""
+
+import csv
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from audiofind import audio
+from audiofind.config import data_dir
+from audiofind.index.base import EmbedderMismatch, Filters, Hit, Track
+from audiofind.storage.base import StorageError
+
+# How many more candidates to fetch than asked when results are thinned (diversity, versions).
+OVERFETCH = 5
+
+
+@dataclass
+class IngestOutcome:
+    status: str  # "added" or "duplicate"
+    track: Track
+    version_of: Optional[str] = None  # track_id of the catalog track this one is a version of
+
+
+class Catalog:
+    def __init__(self, config, pm, *, index, storage, embedder):
+        self.config = config
+        self.pm = pm
+        self.index = index
+        self.storage = storage
+        self._embedder = embedder  # a callable: the model loads on first use, once per process
+
+    @property
+    def embedder(self):
+        return self._embedder()
+
+    def check(self) -> None:
+        """Raise EmbedderUnavailable (with the fix) or EmbedderMismatch before any file is accepted."""
+        self.embedder.check()
+        self._check_embedder()
+
+    def _check_embedder(self) -> None:
+        current = self.embedder.identity
+        stored = self.index.embedder_identity()
+        if stored is None:
+            return
+        if stored != current:
+            raise EmbedderMismatch(
+                f"this catalog was built with the {stored['name']!r} embedder ({stored['dim']}-d vectors, "
+                f"version {stored['version']}), but {current['name']!r} ({current['dim']}-d, version "
+                f"{current['version']}) is configured. Set AUDIOFIND_EMBEDDER={stored['name']}, or run "
+                f"`audiofind reindex` to rebuild the catalog with {current['name']!r}."
+            )
+
+    # -- ingest
+
+    def ingest(self, path, *, file=None, storage_key=None, metadata=None) -> IngestOutcome:
+        """Add one audio file. The same audio twice is one track. Nothing is stored unless all of it succeeds.
+
+        ``storage_key``: the file already lives in storage under that key (an upload); otherwise it is copied in.
+        """
+        path = Path(path)
+        file = file or path.name
+        try:
+            audio.probe(path, self.config)
+            content_hash = _sha256(path)
+            existing = self.index.find_by_hash(content_hash)
+            if existing is None:
+                self._check_embedder()
+                embedding, analysis = self._embed(path)
+        except audio.AudioError:
+            if storage_key:  # a bad upload is worth nothing; a transient failure keeps it for the retry
+                self.storage.delete(storage_key)
+            raise
+        if existing is not None:
+            if storage_key and storage_key != existing.storage_key:
+                self.storage.delete(storage_key)
+            return IngestOutcome("duplicate", existing)
+
+        embedder = self.embedder
+        version_of = self._find_version(embedding.window_vectors)
+
+        track_id = uuid.uuid4().hex[:16]
+        metadata = dict(metadata or {})
+        track = Track(
+            track_id=track_id,
+            file=file,
+            content_hash=content_hash,
+            duration=0.0,
+            embedder="",
+            title=metadata.get("title", ""),
+            artist=metadata.get("artist", ""),
+            album=metadata.get("album", ""),
+            group_id=version_of.group_id if version_of else track_id,
+            created_at=time.time(),
+        )
+        track = self._measured(track, _split_tags(metadata.get("tags", "")), embedding, analysis)
+
+        stored_here = storage_key is None
+        track.storage_key = storage_key or self.storage.new_key(file)
+        if stored_here:
+            self.storage.put_file(path, track.storage_key)
+        try:
+            if self.index.embedder_identity() is None:
+                self.index.set_embedder_identity(embedder.identity)
+            self.index.add(track, embedding.vector, embedding.windows, embedding.window_vectors)
+        except BaseException:
+            if stored_here:
+                self.storage.delete(track.storage_key)
+            raise
+        self.pm.hook.after_ingest(track=track, catalog=self)
+        return IngestOutcome("added", track, version_of.track_id if version_of else None)
+
+    def _embed(self, path):
+        analysis = audio.Analysis(self.embedder.sample_rate)
+        embedding = self.embedder.embed(analysis.tap(audio.stream(path, self.embedder.sample_rate)))
+        return embedding, analysis
+
+    def reindex(self, progress=lambda done, total: None) -> list:
+        """Re-embed every track with the configured embedder, keeping ids and metadata.
+
+        The catalog's tracks are written to a manifest first, then all are removed, then re-added one by one:
+        an interrupted run resumes from the manifest, and vectors of two embedders are never mixed."""
+        manifest = data_dir(self.config) / "reindex-manifest.json"
+        if not manifest.exists():
+            everything = []
+            while len(everything) < self.index.count():
+                page = self.index.list(len(everything), 500)
+                if not page:
+                    break
+                everything.extend(page)
+            partial = manifest.with_suffix(".part")
+            partial.write_text(json.dumps([track.to_dict() for track in everything]))
+            partial.replace(manifest)
+        entries = [Track(**entry) for entry in json.loads(manifest.read_text())]
+        for track in entries:
+            self.index.remove(track.track_id)
+        self.index.set_embedder_identity(self.embedder.identity)
+        failed = []
+        for done, track in enumerate(entries):
+            progress(done, len(entries))
+            if self.index.get(track.track_id) is not None:
+                continue
+            try:
+                with self.storage.local_copy(track.storage_key) as path:
+                    embedding, analysis = self._embed(path)
+            except (audio.AudioError, StorageError) as error:
+                failed.append(f"{track.file}: {error}")
+                continue
+            free_tags = [tag for tag in track.tags if tag not in {label for label, _ in track.labels}]
+            track = self._measured(track, free_tags, embedding, analysis)
+            self.index.add(track, embedding.vector, embedding.windows, embedding.window_vectors)
+        progress(len(entries), len(entries))
+        manifest.unlink()
+        return failed
+
+    def _measured(self, track: Track, free_tags: list, embedding, analysis) -> Track:
+        """The track with what the embedder and the analysis measured; the model's top labels become tags too."""
+        labels = [[label, round(float(score), 4)] for label, score in embedding.tags]
+        return replace(
+            track,
+            duration=round(analysis.duration, 3),
+            embedder=f"{self.embedder.name}:{self.embedder.version}",
+            labels=labels,
+            tags=_merge_tags(free_tags, [label for label, _ in labels[:3]]),
+            bpm=analysis.bpm,
+            envelope=analysis.envelope,
+        )
+
+    def _find_version(self, window_vectors) -> Optional[Track]:
+        """A catalog track this audio is a version of: every window of one matches a window of the other."""
+        threshold = self.config.get("VERSION_THRESHOLD") or self.embedder.version_threshold
+        if self.index.count() == 0:
+            return None
+        for hit in self.index.search_segments(window_vectors, 3, Filters()):
+            if hit.score < threshold:
+                continue
+            _, theirs = self.index.segments(hit.track_id)
+            sims = window_vectors @ theirs.T
+            # This track inside theirs (a cut-down) or theirs inside this one (the full mix, added later).
+            if max(sims.max(axis=1).mean(), sims.max(axis=0).mean()) >= threshold:
+                return self.index.get(hit.track_id)
+        return None
+
+    def remove(self, track_id: str) -> bool:
+        track = self.index.get(track_id)
+        if track is None:
+            return False
+        self.index.remove(track_id)
+        if track.storage_key:
+            self.storage.delete(track.storage_key)
+        return True
+
+    # -- read
+
+    def get(self, track_id: str) -> Optional[dict]:
+        track = self.index.get(track_id)
+        if track is None:
+            return None
+        return self._enrich([_result(track, Hit(track_id, 1.0))])[0]
+
+    def list(self, offset: int = 0, limit: int = 50, query: str = "") -> list:
+        return self._enrich([_result(t, None) for t in self.index.list(offset, limit, query)])
+
+    def count(self) -> int:
+        return self.index.count()
+
+    # -- search
+
+    def embed_query(self, path, *, start=None, end=None):
+        path = Path(path)
+        audio.probe(path, self.config)
+        self._check_embedder()
+        embedder = self.embedder
+        return embedder.embed(audio.stream(path, embedder.sample_rate, start=start, end=end))
+
+    def search_file(self, path, *, start=None, end=None, **options) -> list:
+        """The catalog tracks that sound most like the audio file (or its start..end range)."""
+        query = self.embed_query(path, start=start, end=end)
+        return self.search_embedding(query.vector, query.window_vectors, **options)
+
+    def similar(self, track_id: str, *, filters=None, **options) -> list:
+        """"More like this": the neighbours of a catalog track, never the track itself."""
+        track = self.index.get(track_id)
+        if track is None:
+            raise KeyError(track_id)
+        filters = replace(
+            filters or Filters(),
+            exclude_track_ids=[*(filters.exclude_track_ids if filters else []), track_id],
+            exclude_files=[*(filters.exclude_files if filters else []), track.file],
+        )
+        _, window_vectors = self.index.segments(track_id)
+        return self.search_embedding(self.index.track_vector(track_id), window_vectors, filters=filters, **options)
+
+    def search_embedding(
+        self,
+        vector,
+        window_vectors,
+        *,
+        limit=10,
+        filters=None,
+        mode="track",
+        per_album=None,
+        per_artist=None,
+        collapse_versions=True,
+    ) -> list:
+        filters = filters or Filters()
+        thinned = bool(per_album or per_artist or collapse_versions)
+        fetch = limit * OVERFETCH if thinned else limit
+        if mode == "segment":
+            hits = self.index.search_segments(window_vectors, fetch, filters)
+        elif mode == "track":
+            hits = self.index.search(vector, fetch, filters)
+        else:
+            raise ValueError(f"unknown search mode {mode!r}: use 'track' or 'segment'")
+        tracks = self.index.get_many([hit.track_id for hit in hits])
+        hits = [hit for hit in hits if hit.track_id in tracks]
+        versions = _count_by(tracks.values(), "group_id")
+        if collapse_versions:
+            hits = _keep_first(hits, lambda hit: tracks[hit.track_id].group_id)
+        if per_album:
+            hits = _cap(hits, per_album, lambda hit: tracks[hit.track_id].album)
+        if per_artist:
+            hits = _cap(hits, per_artist, lambda hit: tracks[hit.track_id].artist)
+        hits = hits[:limit]
+        if mode == "track":
+            hits = [self._locate(hit, window_vectors) for hit in hits]
+        results = []
+        for rank, hit in enumerate(hits, 1):
+            result = _result(tracks[hit.track_id], hit, rank)
+            result["versions"] = versions.get(result["group_id"], 1) if collapse_versions else 1
+            results.append(result)
+        return self._enrich(results)
+
+    def _locate(self, hit: Hit, window_vectors) -> Hit:
+        """Where in the result track the query matches best (its best window)."""
+        windows, theirs = self.index.segments(hit.track_id)
+        if len(theirs) == 0 or len(window_vectors) == 0:
+            return hit
+        best = int(np.argmax((window_vectors @ theirs.T).max(axis=0)))
+        return replace(hit, match_start=float(windows[best][0]), match_end=float(windows[best][1]))
+
+    def _enrich(self, results: list) -> list:
+        """Fields from metadata plugins (e.g. the related-songs collection), merged by track id."""
+        if not results:
+            return results
+        for extra in self.pm.hook.track_details(tracks=results, config=self.config):
+            for result in results:
+                result.update((extra or {}).get(result["track_id"], {}))
+        return results
+
+    # -- metadata
+
+    def import_metadata(self, csv_path) -> dict:
+        """Set title, artist, album and tags from a CSV keyed by file name (column ``file``)."""
+        csv_path = Path(csv_path)
+        fields = ("title", "artist", "album", "tags")
+        updated, unmatched = 0, []
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if "file" not in (reader.fieldnames or []):
+                raise ValueError(f"{csv_path.name}: no 'file' column (found: {', '.join(reader.fieldnames or [])})")
+            for row in reader:
+                changes = {key: row[key].strip() for key in fields if row.get(key) is not None}
+                tracks = self.index.find_by_file(row["file"].strip())
+                if not tracks:
+                    unmatched.append(row["file"])
+                    continue
+                for track in tracks:
+                    update = dict(changes)
+                    if "tags" in update:
+                        update["tags"] = _merge_tags(_split_tags(update["tags"]), [lb for lb, _ in track.labels[:3]])
+                    self.index.update(track.track_id, update)
+                    updated += 1
+        return {"updated": updated, "unmatched": unmatched}
+
+
+def _result(track: Track, hit: Optional[Hit], rank: int = 0) -> dict:
+    result = track.to_dict()
+    result.update(
+        rank=rank,
+        score=round(float(hit.score), 4) if hit else None,
+        match_start=hit.match_start if hit else None,
+        match_end=hit.match_end if hit else None,
+        versions=1,
+    )
+    return result
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _split_tags(value) -> list:
+    if isinstance(value, (list, tuple)):
+        return [str(tag).strip() for tag in value if str(tag).strip()]
+    return [tag.strip() for tag in str(value or "").replace(";", ",").split(",") if tag.strip()]
+
+
+def _merge_tags(*groups) -> list:
+    seen = []
+    for group in groups:
+        for tag in group:
+            if tag not in seen:
+                seen.append(tag)
+    return seen
+
+
+def _count_by(tracks, attribute) -> dict:
+    counts = {}
+    for track in tracks:
+        key = getattr(track, attribute)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _keep_first(hits, key):
+    seen, kept = set(), []
+    for hit in hits:
+        k = key(hit)
+        if k in seen:
+            continue
+        seen.add(k)
+        kept.append(hit)
+    return kept
+
+
+def _cap(hits, most, key):
+    counts, kept = {}, []
+    for hit in hits:
+        k = key(hit)
+        if k:
+            counts[k] = counts.get(k, 0) + 1
+            if counts[k] > most:
+                continue
+        kept.append(hit)
+    return kept

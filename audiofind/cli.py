@@ -1,0 +1,325 @@
+"""The `audiofind` command."""
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from audiofind.audio import AudioError
+from audiofind.embedders.base import EmbedderUnavailable
+from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable
+from audiofind.storage.base import StorageError
+
+AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".mp4"}
+USER_ERRORS = (AudioError, EmbedderUnavailable, EmbedderMismatch, IndexUnavailable, StorageError, ValueError)
+
+
+class Context:
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self._app = None
+
+    @property
+    def app(self):
+        if self._app is None:
+            from audiofind.app import create_app
+
+            self._app = create_app({"DATA_DIR": self.data_dir} if self.data_dir else None)
+        return self._app
+
+    @property
+    def catalog(self):
+        from audiofind.app import get_catalog
+
+        return get_catalog(self.app)
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="AUDIOFIND_DATA_DIR",
+    help="Instance folder: the embedded catalog and its audio (AUDIOFIND_DATA_DIR, default ./instance).",
+)
+@click.pass_context
+def cli(ctx, data_dir):
+    """Audio Find: search a music catalog by sound."""
+    ctx.obj = Context(data_dir)
+
+
+def main():
+    try:
+        cli(standalone_mode=True)
+    except USER_ERRORS as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+
+
+def fail(message):
+    raise click.ClickException(str(message))
+
+
+def audio_files(paths):
+    """Every file named, and every audio file under the folders named (recursively), in a stable order."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in AUDIO_SUFFIXES:
+                    yield child
+        else:
+            yield path
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.pass_obj
+def ingest(obj, paths):
+    """Add audio files (and folders, recursively) to the catalog."""
+    from tqdm import tqdm
+
+    catalog = obj.catalog
+    try:
+        catalog.check()
+    except USER_ERRORS as error:
+        fail(error)
+    files = list(audio_files(paths))
+    added, duplicates, versions, failed = 0, [], 0, []
+    with tqdm(files, unit="file", file=sys.stderr, disable=not files) as bar:
+        for path in bar:
+            bar.set_postfix_str(path.name[-40:])
+            try:
+                outcome = catalog.ingest(path)
+            except USER_ERRORS as error:
+                failed.append(str(error) if path.name in str(error) else f"{path.name}: {error}")
+                continue
+            if outcome.status == "duplicate":
+                duplicates.append(f"{path.name}: same audio as {outcome.track.file} ({outcome.track.track_id})")
+            else:
+                added += 1
+                versions += outcome.version_of is not None
+    click.echo(f"added {added}, skipped {len(duplicates)} (already in the catalog), failed {len(failed)}")
+    if versions:
+        click.echo(f"{versions} of the added tracks are versions of catalog tracks (grouped)")
+    for line in duplicates:
+        click.echo(f"  skipped {line}")
+    for line in failed:
+        click.echo(f"  failed  {line}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+def search_options(command):
+    options = [
+        click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1, 1000)),
+        click.option("--json", "as_json", is_flag=True, help="Print the results as JSON."),
+        click.option("--mode", type=click.Choice(["track", "segment"]), default="track", show_default=True,
+                     help="Rank by whole-track sound, or by the best-matching segments."),
+        click.option("--album", default="", help="Only tracks of this album."),
+        click.option("--artist", default="", help="Only tracks of this artist."),
+        click.option("--tag", "tags", multiple=True, help="Only tracks with this tag (repeatable: all must match)."),
+        click.option("--min-duration", type=float), click.option("--max-duration", type=float),
+        click.option("--min-bpm", type=float), click.option("--max-bpm", type=float),
+        click.option("--per-album", type=click.IntRange(1), help="At most N results from one album."),
+        click.option("--per-artist", type=click.IntRange(1), help="At most N results from one artist."),
+        click.option("--all-versions", is_flag=True, help="Show every version of a recording, not just the best."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _search_kwargs(opts) -> dict:
+    filters = Filters(
+        album=opts["album"],
+        artist=opts["artist"],
+        tags=list(opts["tags"]),
+        min_duration=opts["min_duration"],
+        max_duration=opts["max_duration"],
+        min_bpm=opts["min_bpm"],
+        max_bpm=opts["max_bpm"],
+    )
+    return dict(
+        limit=opts["limit"],
+        mode=opts["mode"],
+        filters=filters,
+        per_album=opts["per_album"],
+        per_artist=opts["per_artist"],
+        collapse_versions=not opts["all_versions"],
+    )
+
+
+JSON_FIELDS = ("rank", "track_id", "file", "title", "artist", "album", "score", "match_start", "match_end",
+               "duration", "bpm", "tags", "versions")
+
+
+def print_results(results, as_json):
+    if as_json:
+        click.echo(json.dumps([{key: r.get(key) for key in JSON_FIELDS} for r in results], indent=2))
+        return
+    if not results:
+        click.echo("no matching tracks")
+        return
+    for r in results:
+        where = f"{_clock(r['match_start'])}-{_clock(r['match_end'])}" if r.get("match_start") is not None else ""
+        name = r["title"] or r["file"]
+        if r["artist"]:
+            name = f"{r['artist']} - {name}"
+        versions = f"  (+{r['versions'] - 1} versions)" if r.get("versions", 1) > 1 else ""
+        click.echo(f"{r['rank']:>3}  {r['score']:.3f}  {where:>11}  {name}  [{r['track_id']}]{versions}")
+
+
+def _clock(seconds):
+    seconds = int(seconds or 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--start", type=float, help="Use the reference from this time (seconds).")
+@click.option("--end", type=float, help="Use the reference up to this time (seconds).")
+@search_options
+@click.pass_obj
+def search(obj, file, start, end, as_json, **opts):
+    """The catalog tracks that sound most like FILE."""
+    try:
+        results = obj.catalog.search_file(file, start=start, end=end, **_search_kwargs(opts))
+    except USER_ERRORS as error:
+        fail(error)
+    print_results(results, as_json)
+
+
+@cli.command()
+@click.argument("track_id")
+@search_options
+@click.pass_obj
+def similar(obj, track_id, as_json, **opts):
+    """More like this: the tracks that sound most like catalog track TRACK_ID."""
+    try:
+        results = obj.catalog.similar(track_id, **_search_kwargs(opts))
+    except KeyError:
+        fail(f"no track {track_id!r} in the catalog (see `audiofind tracks`)")
+    except USER_ERRORS as error:
+        fail(error)
+    print_results(results, as_json)
+
+
+@cli.command()
+@click.option("--query", "-q", default="", help="Only tracks whose file, title, artist or album contains this.")
+@click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def tracks(obj, query, limit, offset, as_json):
+    """List the catalog's tracks, newest first."""
+    catalog = obj.catalog
+    rows = catalog.list(offset, limit, query)
+    if as_json:
+        fields = ("track_id", "file", "title", "artist", "album", "duration", "bpm", "tags", "group_id")
+        click.echo(json.dumps([{key: row[key] for key in fields} for row in rows], indent=2))
+        return
+    for row in rows:
+        bpm = f"{row['bpm']:.0f} bpm" if row["bpm"] else "-"
+        click.echo(f"{row['track_id']}  {_clock(row['duration']):>6}  {bpm:>8}  {row['title'] or row['file']}")
+    click.echo(f"{len(rows)} of {catalog.count()} tracks", err=True)
+
+
+@cli.command()
+@click.argument("track_ids", nargs=-1, required=True)
+@click.pass_obj
+def remove(obj, track_ids):
+    """Remove tracks (and their stored audio) from the catalog."""
+    missing = [track_id for track_id in track_ids if not obj.catalog.remove(track_id)]
+    click.echo(f"removed {len(track_ids) - len(missing)}")
+    if missing:
+        fail(f"no such track: {', '.join(missing)}")
+
+
+@cli.command("import-metadata")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def import_metadata(obj, csv_file):
+    """Set title, artist, album and tags from a CSV with a `file` column (the original file name)."""
+    try:
+        outcome = obj.catalog.import_metadata(csv_file)
+    except (ValueError, UnicodeDecodeError) as error:
+        fail(error)
+    click.echo(f"updated {outcome['updated']} tracks; {len(outcome['unmatched'])} rows matched no track")
+    for file in outcome["unmatched"][:20]:
+        click.echo(f"  no track for {file}")
+
+
+@cli.command()
+@click.pass_obj
+def reindex(obj):
+    """Re-embed every track with the configured embedder (after changing AUDIOFIND_EMBEDDER). Resumable."""
+    from tqdm import tqdm
+
+    catalog = obj.catalog
+    try:
+        catalog.embedder.check()
+        with tqdm(unit="track", file=sys.stderr) as bar:
+            failed = catalog.reindex(progress=lambda done, total: (bar.reset(total), bar.update(done)))
+    except USER_ERRORS as error:
+        fail(error)
+    click.echo(f"re-indexed {catalog.count()} tracks with {catalog.embedder.name!r}; failed {len(failed)}")
+    for line in failed:
+        click.echo(f"  failed  {line}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="RQ worker processes.")
+@click.pass_obj
+def serve(obj, host, port, workers):
+    """Run everything on this machine: web server, worker and (if no AUDIOFIND_REDIS_URL) an embedded Redis."""
+    from audiofind.serve import run
+
+    run(obj.app, host, port, workers)
+
+
+@cli.command()
+@click.option("--queue", "queues", multiple=True, help="Queues to listen on (default: search, then ingest).")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.pass_obj
+def worker(obj, queues, burst):
+    """Run an RQ worker (needs AUDIOFIND_REDIS_URL)."""
+    from audiofind.jobs.queue import run_worker
+
+    run_worker(obj.app, list(queues) or None, burst=burst)
+
+
+@cli.command()
+@click.option("--no-wait", is_flag=True, help="Do not wait until the indexes are queryable.")
+@click.option("--timeout", default=600, show_default=True, type=int)
+@click.pass_obj
+def migrate(obj, no_wait, timeout):
+    """Create or update the production index definitions (MongoDB Atlas). Safe to run twice."""
+    from audiofind.migrate import migrate as run_migrations
+
+    try:
+        for line in run_migrations(obj.app.config, wait=not no_wait, timeout=timeout) or []:
+            click.echo(line)
+    except USER_ERRORS as error:
+        fail(error)
+
+
+@cli.command("move-up")
+@click.option("--mongodb-uri", envvar="AUDIOFIND_MONGODB_URI", required=True)
+@click.option("--s3-bucket", envvar="AUDIOFIND_S3_BUCKET", required=True)
+@click.pass_obj
+def move_up(obj, mongodb_uri, s3_bucket):
+    """Move the embedded catalog (local index + files) into Atlas + S3 without re-embedding. Resumable."""
+    from audiofind.moveup import move_up as run_move_up
+
+    source = dict(obj.app.config, INDEX="local", STORAGE="local")
+    target = dict(obj.app.config, INDEX="atlas", STORAGE="s3", MONGODB_URI=mongodb_uri, S3_BUCKET=s3_bucket)
+    try:
+        run_move_up(source, target, progress=lambda done, total: click.echo(f"\r{done}/{total}", nl=False, err=True))
+    except USER_ERRORS as error:
+        fail(error)
+    click.echo("\ndone")
+
