@@ -1,12 +1,47 @@
-"""Audio files in the instance folder (the embedded default)."""
+"""Audio files in the instance folder (the embedded default).
+
+Browsers reach the files through signed, expiring URLs served by audiofind/routes/storage.py:
+the token carries the key (and for uploads the content type and the largest size allowed),
+signed with the app's SECRET_KEY, so the routes need no per-upload state.
+"""
 
 import contextlib
+import mimetypes
+import os
 import shutil
-from pathlib import Path
+import tempfile
+from pathlib import Path, PurePosixPath
 
 from audiofind.config import data_dir
 from audiofind.hookspecs import hookimpl
 from audiofind.storage.base import Storage, StorageError
+
+UPLOAD_SALT = "audiofind.storage.upload"
+PLAYBACK_SALT = "audiofind.storage.playback"
+
+# mimetypes depends on the system's tables; these are the ones our decoders read.
+AUDIO_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+}
+
+
+def content_type_for(key: str) -> str:
+    suffix = PurePosixPath(key).suffix.lower()
+    return AUDIO_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def base_type(content_type: str) -> str:
+    """'Audio/MPEG; charset=x' -> 'audio/mpeg'."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 class LocalStorage(Storage):
@@ -30,6 +65,28 @@ class LocalStorage(Storage):
         shutil.copyfile(local_path, partial)
         partial.replace(target)
 
+    def write_stream(self, key: str, stream, max_size: int) -> int:
+        """Copy a byte stream to ``key`` atomically; StorageError (nothing written) past ``max_size`` bytes."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+        written = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    chunk = stream.read(1024 * 1024)
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    if written > max_size:
+                        raise StorageError(f"upload for {key!r} is larger than the {max_size} bytes announced")
+                    out.write(chunk)
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        return written
+
     @contextlib.contextmanager
     def local_copy(self, key):
         path = self.path(key)
@@ -48,6 +105,60 @@ class LocalStorage(Storage):
 
     def delete(self, key):
         self.path(key).unlink(missing_ok=True)
+
+    def verify_upload(self, key: str, max_size: int) -> int:
+        """The uploaded object's size; deletes it and raises StorageError when missing or over ``max_size``."""
+        size = self.size(key)
+        if size > max_size:
+            self.delete(key)
+            raise StorageError(f"uploaded file {key!r} has {size} bytes; the limit is {max_size}")
+        return size
+
+    # -- signed URLs (need a Flask app or request context: they call url_for)
+    def _serializer(self, salt):
+        from flask import current_app
+        from itsdangerous import URLSafeTimedSerializer
+
+        return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
+
+    def upload_target(self, key, content_type, size):
+        from flask import url_for
+
+        self.path(key)  # reject a bad key now rather than at upload time
+        content_type = base_type(content_type) or "application/octet-stream"
+        limit = int(self.config.get("MAX_UPLOAD_BYTES") or 0)
+        if size is None or int(size) < 0:
+            raise StorageError("upload size must be given")
+        if limit and int(size) > limit:
+            raise StorageError(f"file is too large: {int(size)} bytes; the limit is {limit}")
+        token = self._serializer(UPLOAD_SALT).dumps({"key": key, "type": content_type, "size": int(size)})
+        return {
+            "upload_url": url_for("storage.upload", token=token),
+            "method": "PUT",
+            "headers": {"Content-Type": content_type},
+        }
+
+    def playback_url(self, key):
+        from flask import url_for
+
+        self.path(key)
+        token = self._serializer(PLAYBACK_SALT).dumps({"key": key})
+        return url_for("storage.playback", token=token)
+
+    def read_token(self, token: str, salt: str, max_age: int) -> dict:
+        """The claims of a token made by upload_target/playback_url; StorageError when forged or expired."""
+        from itsdangerous import BadSignature, SignatureExpired
+
+        try:
+            return self._serializer(salt).loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise StorageError("this link has expired") from None
+        except BadSignature:
+            raise StorageError("this link is not valid") from None
+
+    def check(self):
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"audio folder {self.root} is not writable")
 
 
 @hookimpl

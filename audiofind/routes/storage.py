@@ -1,0 +1,62 @@
+"""Signed upload and playback URLs of the local storage backend (S3 serves its own presigned URLs)."""
+
+from flask import Blueprint, abort, current_app, jsonify, request, send_file
+
+from audiofind.app import services
+from audiofind.storage.base import StorageError
+from audiofind.storage.local import PLAYBACK_SALT, UPLOAD_SALT, LocalStorage, base_type, content_type_for
+
+bp = Blueprint("storage", __name__, url_prefix="/storage")
+
+
+def _error(status, message):
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _local_storage() -> LocalStorage:
+    storage = services().storage
+    if not isinstance(storage, LocalStorage):
+        abort(404)
+    return storage
+
+
+@bp.put("/upload/<token>")
+def upload(token):
+    storage = _local_storage()
+    try:
+        claims = storage.read_token(token, UPLOAD_SALT, int(current_app.config["UPLOAD_URL_EXPIRES"]))
+    except StorageError as exc:
+        return _error(403, str(exc))
+    key, expected_type, max_size = claims["key"], claims["type"], int(claims["size"])
+    sent_type = base_type(request.content_type) or "application/octet-stream"
+    if sent_type != expected_type:
+        return _error(415, f"this upload link is for {expected_type}, not {sent_type}")
+    if request.content_length is not None and request.content_length > max_size:
+        return _error(413, f"upload of {request.content_length} bytes is larger than the {max_size} bytes announced")
+    try:
+        written = storage.write_stream(key, request.stream, max_size)
+    except StorageError as exc:
+        return _error(413, str(exc))
+    return jsonify(key=key, size=written)
+
+
+@bp.route("/audio/<token>", methods=["GET", "HEAD"])
+def playback(token):
+    storage = _local_storage()
+    try:
+        claims = storage.read_token(token, PLAYBACK_SALT, int(current_app.config["PLAYBACK_URL_EXPIRES"]))
+    except StorageError as exc:
+        return _error(403, str(exc))
+    key = claims["key"]
+    try:
+        path = storage.path(key)
+    except StorageError as exc:
+        return _error(404, str(exc))
+    if not path.is_file():
+        return _error(404, "this audio file is no longer stored")
+    # conditional=True answers Range requests with 206, which <audio> needs to seek.
+    response = send_file(path, mimetype=content_type_for(key), conditional=True, max_age=0)
+    response.headers["Cache-Control"] = "private, max-age=0"
+    return response
