@@ -1,0 +1,410 @@
+"""PANNs Cnn14 embedder: 2048-d window embeddings and AudioSet tags from the official checkpoint.
+
+Each second of audio goes through the convolution trunk once: the log-mel spectrogram is computed as
+the audio streams in, the trunk runs over chunks of it (with a margin for its receptive field), and
+every ~10 s window is pooled from the resulting feature sequence, the way Cnn14's own forward pools a clip.
+"""
+
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+import types
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from audiofind.config import data_dir
+from audiofind.embedders.base import Embedder, EmbedderUnavailable, Embedding, l2_normalise, track_vector
+from audiofind.hookspecs import hookimpl
+
+CHECKPOINT_NAME = "Cnn14_mAP=0.431.pth"
+# Size of the official file (Zenodo record 3987831). No published sha256 is known to us, so only the size is checked.
+CHECKPOINT_BYTES = 327_428_481
+MODEL_ARGS = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000, classes_num=527)
+
+N_FFT = 1024
+HOP = 320
+FRAMES_PER_STEP = 32  # log-mel frames per trunk output frame: five 2x2 average poolings
+STEP_SECONDS = FRAMES_PER_STEP * HOP / 32000  # 0.32 s
+# The trunk's receptive field reaches 126 log-mel frames beyond its own 32-frame block on each side
+# (two 3x3 convs per block at strides 1..32, plus the pooling windows); 128 keeps the pooling grid aligned.
+MARGIN = 128
+CHUNK_FRAMES = 3008  # ~30 s of log-mel frames per chunk, a multiple of 32
+WINDOW_STEPS = 32  # 10.24 s windows
+HOP_STEPS = 16  # 5.12 s hop
+MIN_SAMPLES = 32000  # shorter tracks are padded with silence to 1 s
+TOP_TAGS = 5
+
+
+def load_models_module():
+    """panns_inference.models without running the package __init__.
+
+    The package __init__ imports config.py, which downloads a label CSV into ~/panns_data with wget at
+    import time. We give Python a bare package module whose __path__ is the installed folder, so only
+    models.py and pytorch_utils.py run. models.py also imports matplotlib.pyplot, which Cnn14 never uses;
+    stand-ins (removed again afterwards) keep that slow import and its config folder under $HOME away.
+    """
+    if "panns_inference.models" in sys.modules:
+        return sys.modules["panns_inference.models"]
+    if "panns_inference" not in sys.modules:
+        spec = importlib.util.find_spec("panns_inference")
+        if spec is None or not spec.submodule_search_locations:
+            raise EmbedderUnavailable("the panns-inference package is not installed: pip install panns-inference")
+        package = types.ModuleType("panns_inference")
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules["panns_inference"] = package
+    stubs = {}
+    if "matplotlib.pyplot" not in sys.modules:
+        if "matplotlib" not in sys.modules:
+            stubs["matplotlib"] = types.ModuleType("matplotlib")
+        stubs["matplotlib.pyplot"] = types.ModuleType("matplotlib.pyplot")
+        sys.modules.update(stubs)
+    try:
+        return importlib.import_module("panns_inference.models")
+    finally:
+        for name, stub in stubs.items():
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
+        parent = sys.modules.get("matplotlib")
+        if stubs and parent is not None and getattr(parent, "pyplot", None) is stubs["matplotlib.pyplot"]:
+            del parent.pyplot
+
+
+def build_cnn14():
+    """A Cnn14 with the official construction arguments (random weights until a state_dict is loaded)."""
+    return load_models_module().Cnn14(**MODEL_ARGS)
+
+
+def checkpoint_path(config) -> Path:
+    if config.get("PANNS_CHECKPOINT"):
+        return Path(config["PANNS_CHECKPOINT"]).expanduser().resolve()
+    return data_dir(config) / "models" / CHECKPOINT_NAME
+
+
+def _missing_message(path: Path, url: str, reason: str) -> str:
+    return (
+        f"PANNs checkpoint not found at {path} and it could not be downloaded ({reason}). "
+        f"Download {url} and save it as {path} (or set AUDIOFIND_PANNS_CHECKPOINT to where it is), "
+        f"or use AUDIOFIND_EMBEDDER=dsp."
+    )
+
+
+def download_checkpoint(url: str, path: Path, expected_bytes: int = None) -> Path:
+    """Download to a temporary file beside ``path`` with a progress bar, check the size, then rename into place."""
+    from tqdm import tqdm
+
+    expected_bytes = CHECKPOINT_BYTES if expected_bytes is None else expected_bytes
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise EmbedderUnavailable(_missing_message(path, url, f"cannot write to {path.parent}: {exc}")) from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"Downloading {path.name}") as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        size = tmp.stat().st_size
+        if size != expected_bytes:
+            raise EmbedderUnavailable(
+                _missing_message(path, url, f"the download has {size:,} bytes, expected {expected_bytes:,}")
+            )
+        os.replace(tmp, path)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise EmbedderUnavailable(_missing_message(path, url, str(getattr(exc, "reason", exc)))) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def resolve_device(setting: str):
+    import torch
+
+    setting = (setting or "auto").lower()
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise EmbedderUnavailable("AUDIOFIND_DEVICE=cuda but PyTorch sees no CUDA device; use auto or cpu")
+    if setting not in ("cpu", "cuda"):
+        raise EmbedderUnavailable(f"AUDIOFIND_DEVICE={setting!r} is not one of auto, cpu, cuda")
+    return torch.device(setting)
+
+
+def load_cnn14(path: Path, device="cpu"):
+    """Cnn14 with the weights of an official-layout checkpoint ``{"model": state_dict}``, in eval mode."""
+    import torch
+
+    model = build_cnn14()
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint["model"] if isinstance(checkpoint, dict) and "model" in checkpoint else None
+        if state is None:
+            raise ValueError('not the official layout {"model": state_dict}')
+        model.load_state_dict(state)
+    except Exception as exc:  # a truncated or foreign file fails in many ways; all mean the same to the user
+        raise EmbedderUnavailable(f"cannot load the PANNs checkpoint {path}: {exc}") from exc
+    return model.eval().to(device)
+
+
+def trunk_module(model):
+    """Cnn14 from log-mel to the 2048-channel feature sequence: bn0, conv blocks 1-6, mean over frequency."""
+    import torch
+
+    class Trunk(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn0 = model.bn0
+            self.blocks = torch.nn.ModuleList(
+                [model.conv_block1, model.conv_block2, model.conv_block3,
+                 model.conv_block4, model.conv_block5, model.conv_block6]
+            )
+
+        def forward(self, logmel):  # (batch, 1, frames, 64) -> (batch, 2048, frames // 32)
+            x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
+            for i, block in enumerate(self.blocks):
+                x = block(x, pool_size=(2, 2) if i < 5 else (1, 1), pool_type="avg")
+            return x.mean(dim=3)
+
+    return Trunk().eval()
+
+
+class LogmelStream:
+    """Cnn14's log-mel frames computed block by block, equal to its whole-file spectrogram.
+
+    Cnn14 reflect-pads the signal by n_fft/2 at both ends (center=True); we pad only at the real track
+    edges and carry the overlap between blocks, then apply the model's own STFT and mel layers.
+    """
+
+    def __init__(self, model, device):
+        self.model = model
+        self.device = device
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.samples = 0
+        self.started = False
+
+    def push(self, block) -> np.ndarray:
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        self.samples += len(block)
+        self.buffer = np.concatenate([self.buffer, block])
+        if not self.started and len(self.buffer) > N_FFT // 2:
+            self._pad_start()
+        return self._frames() if self.started else np.zeros((0, 64), np.float32)
+
+    def finish(self) -> np.ndarray:
+        if self.samples < MIN_SAMPLES:
+            self.buffer = np.concatenate([self.buffer, np.zeros(MIN_SAMPLES - self.samples, np.float32)])
+        if not self.started:
+            self._pad_start()
+        self.buffer = np.concatenate([self.buffer, self.buffer[-N_FFT // 2 - 1:-1][::-1]])
+        return self._frames()
+
+    def _pad_start(self):
+        self.buffer = np.concatenate([self.buffer[1:N_FFT // 2 + 1][::-1], self.buffer])
+        self.started = True
+
+    def _frames(self) -> np.ndarray:
+        import torch
+
+        n = (len(self.buffer) - N_FFT) // HOP + 1 if len(self.buffer) >= N_FFT else 0
+        if n <= 0:
+            return np.zeros((0, 64), np.float32)
+        used = self.buffer[: (n - 1) * HOP + N_FFT]
+        self.buffer = self.buffer[n * HOP:]
+        stft = self.model.spectrogram_extractor.stft
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(used)).to(self.device)[None, None, :]
+            power = stft.conv_real(x) ** 2 + stft.conv_imag(x) ** 2  # (1, 513, n)
+            logmel = self.model.logmel_extractor(power[0].T)  # (n, 64)
+        return logmel.float().cpu().numpy()
+
+
+class ChunkedTrunk:
+    """Runs the trunk over chunks of streamed log-mel frames, each with a margin on both sides.
+
+    Chunk c yields trunk frames [c*K, (c+1)*K) (K = chunk/32) from log-mel frames
+    [c*chunk - MARGIN, (c+1)*chunk + MARGIN); the first chunk takes its whole margin on the right so that
+    every chunk but the last has the same length and they batch together. Chunk starts are multiples of
+    32 frames, so the 2x2 pooling grid is the whole-track grid and the frames equal one whole-track pass.
+    """
+
+    def __init__(self, run, chunk_frames=CHUNK_FRAMES, batch_size=4):
+        if chunk_frames % FRAMES_PER_STEP:
+            raise ValueError("chunk_frames must be a multiple of 32")
+        self.run = run  # (batch, 1, frames, 64) float32 ndarray -> (batch, 2048, frames // 32) ndarray
+        self.chunk = chunk_frames
+        self.batch_size = max(1, int(batch_size))
+        self.frames = np.zeros((0, 64), np.float32)
+        self.offset = 0  # absolute index of self.frames[0]
+        self.next_chunk = 0
+        self.pending = []  # (input frames, first output frame to keep, how many)
+        self.outputs = []
+
+    def _start(self, c):
+        return max(0, c * self.chunk - MARGIN)
+
+    def push(self, logmel: np.ndarray):
+        self.frames = np.concatenate([self.frames, logmel])
+        length = self.chunk + 2 * MARGIN
+        while True:
+            start = self._start(self.next_chunk)
+            if self.offset + len(self.frames) < start + length:
+                break
+            keep_from = self.next_chunk * self.chunk - start
+            self.pending.append((self.frames[start - self.offset:start - self.offset + length], keep_from, self.chunk))
+            self.next_chunk += 1
+            self._trim()
+            if len(self.pending) >= self.batch_size:
+                self._flush()
+
+    def finish(self) -> np.ndarray:
+        total = self.offset + len(self.frames)
+        first = self.next_chunk * self.chunk
+        steps = total // FRAMES_PER_STEP - first // FRAMES_PER_STEP
+        if steps > 0:
+            start = self._start(self.next_chunk)
+            self.pending.append((self.frames[start - self.offset:], first - start, steps * FRAMES_PER_STEP))
+        self._flush()
+        if not self.outputs:
+            return np.zeros((0, 2048), np.float32)
+        return np.concatenate(self.outputs)
+
+    def _trim(self):
+        drop = self._start(self.next_chunk) - self.offset
+        if drop > 0:
+            self.frames = self.frames[drop:]
+            self.offset += drop
+
+    def _flush(self):
+        groups = {}
+        for i, (frames, _, _) in enumerate(self.pending):
+            groups.setdefault(len(frames), []).append(i)
+        results = [None] * len(self.pending)
+        for indices in groups.values():
+            batch = np.stack([self.pending[i][0] for i in indices])[:, None]
+            out = self.run(batch)
+            for row, i in zip(out, indices):
+                results[i] = row
+        for (_, keep_from, keep), out in zip(self.pending, results):
+            a = keep_from // FRAMES_PER_STEP
+            self.outputs.append(np.ascontiguousarray(out[:, a:a + keep // FRAMES_PER_STEP].T, dtype=np.float32))
+        self.pending = []
+
+
+def window_spans(steps: int):
+    """(start, end) trunk-frame spans of the overlapping windows; the last one ends at the track's end."""
+    if steps <= WINDOW_STEPS:
+        return [(0, max(steps, 1))]
+    starts = list(range(0, steps - WINDOW_STEPS + 1, HOP_STEPS))
+    if starts[-1] + WINDOW_STEPS < steps:
+        starts.append(steps - WINDOW_STEPS)
+    return [(s, s + WINDOW_STEPS) for s in starts]
+
+
+def pool_windows(model, sequence: np.ndarray, spans):
+    """Cnn14's clip head on each window: max + mean over time, fc1 + relu (embedding), fc_audioset + sigmoid."""
+    import torch
+
+    fc1 = model.fc1
+    with torch.inference_mode():
+        seq = torch.from_numpy(sequence).to(fc1.weight.device, torch.float32)
+        pooled = torch.stack([seq[s:e].max(dim=0).values + seq[s:e].mean(dim=0) for s, e in spans])
+        embedding = torch.relu(fc1(pooled))
+        scores = torch.sigmoid(model.fc_audioset(embedding))
+    return embedding.cpu().numpy(), scores.cpu().numpy()
+
+
+class PannsEmbedder(Embedder):
+    name = "panns"
+    version = "cnn14-1"
+    sample_rate = 32000
+    window_dim = 2048
+    window_seconds = WINDOW_STEPS * STEP_SECONDS
+    hop_seconds = HOP_STEPS * STEP_SECONDS
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = None
+        self.device = None
+        self._run = None
+        self._lock = threading.Lock()
+
+    @property
+    def checkpoint(self) -> Path:
+        return checkpoint_path(self.config)
+
+    def check(self) -> None:
+        self._load()
+
+    def _load(self):
+        with self._lock:
+            if self.model is not None:
+                return self.model
+            path = self.checkpoint
+            if not path.is_file():
+                url = self.config.get("PANNS_CHECKPOINT_URL") or ""
+                if not url:
+                    raise EmbedderUnavailable(_missing_message(path, "the official Cnn14 checkpoint", "no URL set"))
+                download_checkpoint(url, path)
+            self.device = resolve_device(self.config.get("DEVICE", "auto"))
+            model = load_cnn14(path, self.device)
+            self._run = self._make_runner(model)
+            self.model = model
+            return model
+
+    def _make_runner(self, model):
+        import torch
+
+        precision = (self.config.get("PANNS_PRECISION") or "float32").lower()
+        if precision != "float32":
+            raise EmbedderUnavailable(f"AUDIOFIND_PANNS_PRECISION={precision!r} is not one of float32")
+        trunk = trunk_module(model)
+        device = self.device
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return trunk(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+        return run
+
+    def feature_sequence(self, blocks):
+        """The trunk's 2048-channel sequence for a track (one row per 0.32 s) and its duration in seconds."""
+        model = self._load()
+        stream = LogmelStream(model, self.device)
+        chunks = ChunkedTrunk(self._run, CHUNK_FRAMES, self.config.get("PANNS_BATCH_SIZE", 4))
+        for block in blocks:
+            chunks.push(stream.push(block))
+        chunks.push(stream.finish())
+        return chunks.finish(), stream.samples / self.sample_rate
+
+    def embed(self, blocks) -> Embedding:
+        from audiofind.labels import audioset_labels
+
+        sequence, duration = self.feature_sequence(blocks)
+        spans = window_spans(len(sequence))
+        embeddings, scores = pool_windows(self.model, sequence, spans)
+        window_vectors = l2_normalise(embeddings)
+        windows = np.array([(s * STEP_SECONDS, min(e * STEP_SECONDS, duration)) for s, e in spans], np.float32)
+        windows[-1, 1] = duration  # the last window reaches the end (the trunk drops a tail under 0.32 s)
+        mean_scores = scores.mean(axis=0)
+        labels = audioset_labels()
+        top = np.argsort(-mean_scores)[:TOP_TAGS]
+        return Embedding(
+            vector=track_vector(window_vectors),
+            windows=windows,
+            window_vectors=window_vectors,
+            tags=[(labels[i], float(mean_scores[i])) for i in top],
+        )
+
+
+@hookimpl
+def register_embedders():
+    return [PannsEmbedder]

@@ -1,0 +1,236 @@
+"""The PANNs Cnn14 embedder with the real architecture and a random-weight checkpoint in the official layout."""
+
+import http.server
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from audiofind.embedders import panns  # noqa: E402
+from audiofind.embedders.base import EmbedderUnavailable  # noqa: E402
+from audiofind.labels import audioset_labels  # noqa: E402
+
+SR = 32000
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """Random Cnn14 weights saved the way the official checkpoint is: {"model": state_dict}."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("checkpoint") / "Cnn14_random.pth"
+    torch.save({"model": panns.build_cnn14().state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder(checkpoint, tmp_path_factory):
+    config = {"DATA_DIR": str(tmp_path_factory.mktemp("instance")), "PANNS_CHECKPOINT": str(checkpoint),
+              "PANNS_CHECKPOINT_URL": "http://127.0.0.1:9/", "DEVICE": "cpu", "PANNS_BATCH_SIZE": 2}
+    return panns.PannsEmbedder(config)
+
+
+def music(seconds, seed=0):
+    """A few seconds of chords with a beat, mono float32 at 32 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    signal = np.zeros_like(t)
+    for k, f in enumerate(rng.choice([110, 147, 196, 220, 262, 330, 392], size=4, replace=False)):
+        signal += np.sin(2 * np.pi * f * t + k) * (0.5 + 0.5 * np.sin(2 * np.pi * (0.3 + k * 0.1) * t))
+    beat = (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.standard_normal(len(t))
+    return (0.1 * signal + 0.2 * beat).astype(np.float32)
+
+
+def blocks(signal, sizes=(1000, 4410, 32000, 777)):
+    i = k = 0
+    while i < len(signal):
+        n = sizes[k % len(sizes)]
+        yield signal[i:i + n]
+        i, k = i + n, k + 1
+
+
+def whole_file_logmel(model, signal):
+    with torch.inference_mode():
+        return model.logmel_extractor(model.spectrogram_extractor(torch.from_numpy(signal)[None]))
+
+
+def test_import_and_build_never_touch_panns_data_or_network(tmp_path):
+    script = textwrap.dedent("""
+        import os, socket, subprocess, sys
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"network or shell use: {args!r}")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        os.system = refuse
+        subprocess.Popen = refuse
+        from audiofind.embedders import panns
+        assert "torch" not in sys.modules, "the plugin module must not import torch at import time"
+        model = panns.build_cnn14()
+        assert type(model).__name__ == "Cnn14"
+        assert not hasattr(sys.modules["panns_inference"], "AudioTagging"), "the package __init__ ran"
+        assert "panns_inference.config" not in sys.modules
+        print("ok")
+    """)
+    env = dict(os.environ, HOME=str(tmp_path), MPLCONFIGDIR=str(tmp_path / "mpl"))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    assert not (tmp_path / "panns_data").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_labels_ship_with_the_package():
+    labels = audioset_labels()
+    assert len(labels) == 527
+    assert labels[0] == "Speech"
+    assert labels[137] == "Music"
+
+
+def test_registers_as_a_plugin():
+    assert panns.register_embedders() == [panns.PannsEmbedder]
+    e = panns.PannsEmbedder({"DATA_DIR": "x"})
+    assert e.identity == {"name": "panns", "version": "cnn14-1", "dim": 4096, "window_dim": 2048}
+
+
+def test_default_checkpoint_path_is_in_the_data_dir(tmp_path):
+    config = {"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": ""}
+    assert panns.checkpoint_path(config) == tmp_path.resolve() / "models" / "Cnn14_mAP=0.431.pth"
+
+
+def test_missing_checkpoint_offline_names_the_path_and_url(tmp_path):
+    path = tmp_path / "models" / "Cnn14.pth"
+    e = panns.PannsEmbedder({"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(path),
+                             "PANNS_CHECKPOINT_URL": "http://127.0.0.1:9/Cnn14.pth", "DEVICE": "cpu"})
+    with pytest.raises(EmbedderUnavailable) as info:
+        e.check()
+    message = str(info.value)
+    assert str(path) in message and "http://127.0.0.1:9/Cnn14.pth" in message
+    assert not path.exists()
+    assert list(path.parent.iterdir()) == []  # no partial download left behind
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b"not a checkpoint")
+    e = panns.PannsEmbedder({"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(path), "DEVICE": "cpu"})
+    with pytest.raises(EmbedderUnavailable, match="broken.pth"):
+        e.check()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_downloads_a_missing_checkpoint_once_with_progress(http_server, checkpoint, tmp_path, monkeypatch, capsys):
+    folder, base = http_server
+    os.link(checkpoint, folder / "Cnn14.pth")
+    monkeypatch.setattr(panns, "CHECKPOINT_BYTES", checkpoint.stat().st_size)
+    instance = tmp_path / "instance"
+    e = panns.PannsEmbedder({"DATA_DIR": str(instance), "PANNS_CHECKPOINT": "",
+                             "PANNS_CHECKPOINT_URL": f"{base}/Cnn14.pth", "DEVICE": "cpu"})
+    e.check()
+    target = instance / "models" / "Cnn14_mAP=0.431.pth"
+    assert target.stat().st_size == checkpoint.stat().st_size
+    assert "Downloading Cnn14_mAP=0.431.pth" in capsys.readouterr().err
+    assert type(e.model).__name__ == "Cnn14"
+    # A second process finds the file and downloads nothing.
+    (folder / "Cnn14.pth").unlink()
+    panns.PannsEmbedder(e.config).check()
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_download_of_the_wrong_size_is_rejected(http_server, tmp_path, monkeypatch):
+    folder, base = http_server
+    (folder / "short.pth").write_bytes(b"x" * 1000)
+    monkeypatch.setattr(panns, "CHECKPOINT_BYTES", 5000)
+    path = tmp_path / "models" / "Cnn14.pth"
+    with pytest.raises(EmbedderUnavailable) as info:
+        panns.download_checkpoint(f"{base}/short.pth", path)
+    assert "1,000 bytes, expected 5,000" in str(info.value)
+    assert str(path) in str(info.value)
+    assert list(path.parent.iterdir()) == []
+
+
+def test_streamed_logmel_equals_whole_file(embedder):
+    model = embedder._load()
+    signal = music(7.3)
+    stream = panns.LogmelStream(model, "cpu")
+    frames = [stream.push(b) for b in blocks(signal)] + [stream.finish()]
+    ours = np.concatenate(frames)
+    reference = whole_file_logmel(model, signal)[0, 0].numpy()
+    assert ours.shape == reference.shape
+    # dB values: only near-silent bins (-90 dB) differ, by float rounding in the log
+    np.testing.assert_allclose(ours, reference, rtol=2e-3, atol=1e-3)
+
+
+def test_short_track_window_is_cnn14_forward_on_the_clip(embedder):
+    signal = music(8.0, seed=1)
+    result = embedder.embed(blocks(signal))
+    with torch.inference_mode():
+        out = embedder.model(torch.from_numpy(signal)[None])
+    expected = out["embedding"][0].numpy()
+    assert result.window_vectors.shape == (1, 2048)
+    np.testing.assert_allclose(result.window_vectors[0], expected / np.linalg.norm(expected), atol=1e-4)
+    np.testing.assert_allclose(result.windows, [[0.0, 8.0]], atol=1e-6)
+    scores = out["clipwise_output"][0].numpy()
+    best = np.argsort(-scores)[:5]
+    assert [label for label, _ in result.tags] == [audioset_labels()[i] for i in best]
+    np.testing.assert_allclose([s for _, s in result.tags], scores[best], rtol=1e-4)
+
+
+def test_chunked_windows_equal_one_whole_track_pass(embedder, monkeypatch):
+    monkeypatch.setattr(panns, "CHUNK_FRAMES", 256)  # many chunks (and batches of 2) on 20 s of audio
+    signal = music(20.0, seed=2)
+    sequence, duration = embedder.feature_sequence(blocks(signal))
+    model = embedder.model
+    logmel = whole_file_logmel(model, signal)
+    with torch.inference_mode():
+        whole = panns.trunk_module(model)(logmel)[0].numpy().T
+    assert duration == pytest.approx(20.0)
+    assert sequence.shape == whole.shape == (2001 // 32, 2048)
+    np.testing.assert_allclose(sequence, whole, atol=1e-5 * np.abs(whole).max())
+
+    result = embedder.embed(blocks(signal))
+    spans = panns.window_spans(len(whole))
+    assert spans == [(0, 32), (16, 48), (30, 62)]
+    np.testing.assert_allclose(result.windows, [[0, 10.24], [5.12, 15.36], [9.6, 20.0]], atol=1e-4)
+    # Cnn14's clip head, written out: max + mean over time, fc1, relu; then L2-normalised.
+    w = model.fc1.weight.detach().numpy()
+    b = model.fc1.bias.detach().numpy()
+    for (s, e), vector in zip(spans, result.window_vectors):
+        pooled = whole[s:e].max(axis=0) + whole[s:e].mean(axis=0)
+        expected = np.maximum(w @ pooled + b, 0)
+        np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-4)
+    assert result.vector.shape == (4096,)
+    assert result.vector.dtype == np.float32
+    assert np.linalg.norm(result.vector) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(result.window_vectors, axis=1), 1.0, atol=1e-5)
+    concat = np.concatenate([result.window_vectors.mean(axis=0), result.window_vectors.max(axis=0)])
+    np.testing.assert_allclose(result.vector, concat / np.linalg.norm(concat), atol=1e-6)
+    assert len(result.tags) == 5 and all(label in audioset_labels() for label, _ in result.tags)
+
+
+def test_very_short_track_gives_one_window(embedder):
+    result = embedder.embed([music(0.3, seed=3)])
+    assert result.window_vectors.shape == (1, 2048)
+    np.testing.assert_allclose(result.windows, [[0.0, 0.3]], atol=1e-6)
+    assert np.isfinite(result.vector).all()
