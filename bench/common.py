@@ -1,0 +1,109 @@
+"""What the benchmarks share: real music fetched once into bench/data/ (not committed), machine facts, timing."""
+
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+WESNOTH_PACKAGE = "wesnoth-1.16-music"
+# Cnn14's cost from logmel to embedding: 42.2 G multiply-adds per 10 s of audio (issue 5).
+CNN14_MACS_PER_SECOND = 42.2e9 / 10
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _run(command, **kwargs):
+    return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
+
+
+def wesnoth_tracks() -> list:
+    """The OGG Vorbis tracks of Debian's wesnoth-1.16-music, downloaded with apt-get and unpacked with dpkg -x."""
+    folder = DATA / WESNOTH_PACKAGE
+    music = folder / "usr" / "share" / "games" / "wesnoth" / "1.16" / "data" / "core" / "music"
+    if not music.is_dir():
+        if not shutil.which("apt-get") or not shutil.which("dpkg"):
+            raise SystemExit(f"need apt-get and dpkg to fetch {WESNOTH_PACKAGE} (or unpack it into {folder})")
+        DATA.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+            print(f"fetching {WESNOTH_PACKAGE} with apt-get download ...", file=sys.stderr)
+            _run(["apt-get", "download", WESNOTH_PACKAGE], cwd=tmp)
+            deb = next(Path(tmp).glob("*.deb"))
+            _run(["dpkg", "-x", str(deb), str(folder)])
+    tracks = sorted(p for p in folder.rglob("*.ogg") if p.is_file())
+    if not tracks:
+        raise SystemExit(f"no .ogg files under {folder}: delete it and run again")
+    return tracks
+
+
+def wesnoth_mp3s(bitrate: str = "192k") -> list:
+    """The wesnoth tracks re-encoded to MP3 (44.1 kHz stereo, as a catalog would hold them), made once."""
+    out = DATA / f"wesnoth-mp3-{bitrate}"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for source in wesnoth_tracks():
+        target = out / (source.stem + ".mp3")
+        if not target.exists():
+            partial = target.with_suffix(".part.mp3")
+            _run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-ar", "44100", "-ac", "2",
+                  "-codec:a", "libmp3lame", "-b:a", bitrate, str(partial)])
+            partial.rename(target)
+        paths.append(target)
+    return paths
+
+
+def cpu_model() -> str:
+    try:
+        text = _run(["lscpu"]).stdout
+        model = re.search(r"Model name:\s*(.+)", text)
+        cores = re.search(r"^CPU\(s\):\s*(\d+)", text, re.M)
+        return f"{model.group(1).strip() if model else platform.processor()}, {cores.group(1) if cores else '?'} CPUs"
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set:
+    try:
+        text = _run(["lscpu"]).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return set()
+    match = re.search(r"Flags:\s*(.+)", text)
+    return set(match.group(1).split()) if match else set()
+
+
+def cpu_has_bf16() -> bool:
+    """bfloat16 is worth running on CPUs with AVX512-BF16 or AMX (native bf16 dot products)."""
+    flags = cpu_flags()
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def peak_rss_mb(pid=None) -> float:
+    """Peak resident memory (VmHWM) of a process, MB."""
+    status = Path(f"/proc/{pid or 'self'}/status").read_text()
+    return int(re.search(r"VmHWM:\s*(\d+) kB", status).group(1)) / 1024
+
+
+def random_checkpoint(path: Path = None) -> Path:
+    """A random-weight Cnn14 checkpoint in the official layout; its size is the real file's within a few kB."""
+    path = path or DATA / "Cnn14_random.pth"
+    if not path.exists():
+        import torch
+
+        from audiofind.embedders.panns import build_cnn14
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save({"model": build_cnn14().state_dict()}, path.with_suffix(".part"))
+        path.with_suffix(".part").rename(path)
+    return path
+
+
+def duration_seconds(path: Path) -> float:
+    from audiofind import audio
+
+    return audio.probe(path, {"MAX_UPLOAD_BYTES": 1 << 40, "MAX_DURATION": 1e9, "MIN_DURATION": 0}).duration
