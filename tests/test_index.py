@@ -397,3 +397,37 @@ def test_local_refuses_bad_vectors(local):
         add(local, make_track(2), rng)
     with pytest.raises(ValueError, match="updatable"):
         local.update(make_track(2).track_id, {"content_hash": "x"})
+
+
+def test_local_hnsw_index_is_persisted_updated_and_shared(tmp_path):
+    from audiofind.index.local import LocalIndex
+
+    config = {"DATA_DIR": str(tmp_path / "instance"), "ANN_THRESHOLD": 20}
+    writer = LocalIndex(config)
+    writer.set_embedder_identity(IDENTITY)
+    rng = np.random.default_rng(13)
+    vectors = unit(rng, 120, DIM)
+    for i, vector in enumerate(vectors):
+        add(writer, make_track(i), rng, vector=vector)
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "instance").glob("*.usearch")) == ["tracks", "windows"]
+    reader = LocalIndex(config)
+    for i in (0, 60, 119):  # 119 may still be in the exactly-searched tail
+        assert reader.search(vectors[i], 3, Filters())[0].track_id == make_track(i).track_id
+        assert reader.search(vectors[i], 3, Filters(), exact=True)[0].track_id == make_track(i).track_id
+    writer.remove(make_track(60).track_id)
+    assert make_track(60).track_id not in [h.track_id for h in reader.search(vectors[60], 5, Filters())]
+    # An album filter only three tracks pass: far too few survive an over-fetch, so exact filtered search answers.
+    for i in (5, 6, 7):
+        writer.update(make_track(i).track_id, {"album": "Rare"})
+    hits = reader.search(vectors[0], 10, Filters(album="Rare"))
+    assert sorted(h.track_id for h in hits) == [make_track(i).track_id for i in (5, 6, 7)]
+    writer.build_ann(rebuild=True)
+    assert reader.search(vectors[1], 1, Filters())[0].track_id == make_track(1).track_id
+    writer.compact()
+    assert list((tmp_path / "instance").glob("*.usearch")) == []
+    assert reader.search(vectors[2], 1, Filters())[0].track_id == make_track(2).track_id  # exact until rebuilt
+    add(writer, make_track(500), rng)
+    assert len(list((tmp_path / "instance").glob("*.usearch"))) == 2
+    assert reader.search(vectors[3], 1, Filters())[0].track_id == make_track(3).track_id
+    writer.close()
+    reader.close()

@@ -71,6 +71,21 @@ _SELECT = "SELECT " + ", ".join(_TRACK_COLUMNS) + " FROM tracks"
 # Searches over fewer rows than this gather the rows; above it they scan the whole file (sequential is faster).
 _GATHER_FRACTION = 0.25
 _CHUNK_ROWS = 16384
+# Approximate search: filtered subsets up to this many rows (or this fraction) are scanned exactly instead.
+_EXACT_SUBSET = 5000
+_ANN_MIN_FRACTION = 0.1
+_ANN_FETCH = 50  # candidates fetched per query (at least), re-scored exactly
+_ANN_BATCH = 1000  # rows appended before the writer folds them into the saved HNSW index
+
+
+def _ann_scale(dim: int) -> float:
+    # usearch quantises to int8 as round(127 * x): spread unit vectors' components (about 1/sqrt(dim))
+    # over the int8 range; a common factor does not change the inner-product ranking.
+    return np.float32(np.sqrt(dim) / 4)
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 def _contains(haystack, needle):
@@ -96,7 +111,9 @@ class _Snapshot:
         self.win_count = np.empty(0, dtype=np.int64)
         self.position = {}  # track_id -> position in these arrays
         self.maps = (None, None)  # memmaps of the track and window vector files
+        self.ann = {}  # meta 'ann_tracks' / 'ann_windows': which HNSW file covers which rows
         self._tag_index = None
+        self._row_positions = {}
 
     def __len__(self):
         return len(self.track_ids)
@@ -119,6 +136,20 @@ class _Snapshot:
             new.position[track_id] = i
         new.last_seq = max(self.last_seq, max(cols[0], default=0))
         return new
+
+    def row_positions(self, kind: str) -> np.ndarray:
+        """For each row of the track ("tracks") or window ("windows") vector file: its track's position, or -1."""
+        if kind not in self._row_positions:
+            vectors = self.maps[0 if kind == "tracks" else 1]
+            rows = np.full(len(vectors), -1, dtype=np.int64)
+            if kind == "tracks":
+                rows[self.vec_row] = np.arange(len(self))
+            else:
+                offsets = np.concatenate([[0], np.cumsum(self.win_count)[:-1]]).astype(np.int64)
+                index = np.repeat(self.win_row - offsets, self.win_count) + np.arange(int(self.win_count.sum()))
+                rows[index] = np.repeat(np.arange(len(self)), self.win_count)
+            self._row_positions[kind] = rows
+        return self._row_positions[kind]
 
     def mask(self, filters: Optional[Filters]) -> Optional[np.ndarray]:
         """Boolean mask of the tracks that pass ``filters`` (Filters.matches semantics); None when all pass."""
@@ -191,8 +222,7 @@ class LocalIndex(Index):
         self._local = threading.local()
         self._refresh_lock = threading.Lock()
         self._snapshot = _Snapshot()
-        self._identity = None
-        self._ann = None
+        self._ann_views = {}
         with self._write_lock():
             self._migrate()
 
@@ -317,6 +347,9 @@ class LocalIndex(Index):
             vec_row = self._append(track_path, vector[None, :])
             win_row = self._append(window_path, window_vectors)
             self._insert_track(track, vec_row, win_row, windows)
+            if self.ann_threshold and self.count() > self.ann_threshold:
+                for kind in ("tracks", "windows"):
+                    self._extend_ann(kind)
 
     @staticmethod
     def _append(path: Path, rows: np.ndarray) -> int:
@@ -459,6 +492,7 @@ class LocalIndex(Index):
                 conn.execute("COMMIT")
             new = base.extended(rows)
             new.generation, new.epoch = int(counters["generation"]), int(counters["epoch"])
+            new.ann = {k[4:]: json.loads(v) for k, v in counters.items() if k.startswith("ann_")}
             identity = json.loads(counters["embedder"]) if "embedder" in counters else None
             if identity:
                 track_path, window_path = self._paths(counters["files"])
@@ -489,7 +523,7 @@ class LocalIndex(Index):
         q = self._query(vector, identity["dim"], "query vector")
         mask = snap.mask(filters)
         if not exact and self._use_ann(snap):
-            hits = self._ann_index().search_tracks(snap, q, limit, mask)
+            hits = self._ann_tracks(snap, q, limit, mask)
             if hits is not None:
                 return hits
         positions, scores = self._exact_tracks(snap, q, mask)
@@ -529,7 +563,7 @@ class LocalIndex(Index):
         usable = snap.win_count > 0
         mask = usable if mask is None else mask & usable
         if not exact and self._use_ann(snap):
-            positions = self._ann_index().segment_candidates(snap, queries, limit, mask)
+            positions = self._ann_segment_candidates(snap, queries, limit, mask)
             if positions is not None:
                 return self._exact_segments(snap, queries, positions, limit)
         return self._exact_segments(snap, queries, np.flatnonzero(mask), limit)
@@ -569,11 +603,151 @@ class LocalIndex(Index):
         return hits
 
     # -- approximate search (above ANN_THRESHOLD tracks)
+    #
+    # One HNSW index (usearch, int8-quantised inner product) over the track vectors and one over the window
+    # vectors, keyed by row number, saved as <kind>.<files>.<n>.usearch and memory-mapped by readers.
+    # Rows appended after the last save (the tail) are searched exactly; the writer folds the tail in (and
+    # drops removed rows) once it exceeds _ANN_BATCH rows or 5 %. ANN candidates are re-scored exactly
+    # against the float32 vectors, so scores are exact dot products; only the candidate set is approximate.
     def _use_ann(self, snap) -> bool:
-        return False  # the HNSW path lands in the next commit; exact search is correct at any size
+        return bool(self.ann_threshold) and len(snap) > self.ann_threshold
 
-    def _ann_index(self):
-        raise NotImplementedError
+    def _exact_subset(self) -> int:
+        return min(_EXACT_SUBSET, self.ann_threshold)
+
+    def _ann(self, snap, kind):
+        """(HNSW view, its meta) for ``kind`` as the snapshot describes it, or None while none is built."""
+        info = snap.ann.get(kind)
+        if info is None:
+            return None
+        cached = self._ann_views.get(kind)
+        if cached is not None and cached[0] == info:
+            return cached[1], info
+        path = self.root / info["file"]
+        if not path.exists():
+            return None
+        from usearch.index import Index as Hnsw
+
+        view = Hnsw.restore(str(path), view=True)
+        self._ann_views[kind] = (info, view)
+        return view, info
+
+    def _ann_tracks(self, snap, q, limit, mask):
+        """Hits from the HNSW candidates re-scored exactly, or None when exact search should answer."""
+        ann = self._ann(snap, "tracks")
+        selected = len(snap) if mask is None else int(mask.sum())
+        if ann is None or selected <= max(self._exact_subset(), _ANN_MIN_FRACTION * len(snap)):
+            return None  # small filtered subsets are cheaper (and exact) to scan
+        view, info = ann
+        vectors = snap.maps[0]
+        # Over-fetch in proportion to what the filters and removed rows will take out.
+        fetch = int(max(4 * limit, _ANN_FETCH) * len(snap) / selected * max(1.0, view.size / len(snap)))
+        keys = view.search(q * _ann_scale(len(q)), min(fetch, view.size), threads=1).keys.astype(np.int64)
+        row_positions = snap.row_positions("tracks")
+        positions = row_positions[keys[keys < len(row_positions)]]
+        positions = positions[positions >= 0]
+        tail = np.flatnonzero(snap.vec_row >= info["upto"])
+        positions = np.concatenate([positions, tail])
+        if mask is not None:
+            positions = positions[mask[positions]]
+        if len(positions) < min(limit, selected):
+            return None  # too few survived the filters: exact filtered search keeps the contract
+        rows = snap.vec_row[positions]
+        order = np.argsort(rows)
+        scores = np.empty(len(rows), dtype=np.float32)
+        scores[order] = vectors[rows[order]] @ q
+        return [Hit(snap.track_ids[positions[i]], float(scores[i])) for i in _top(scores, limit)]
+
+    def _ann_segment_candidates(self, snap, queries, limit, mask):
+        """Positions of the tracks worth scoring exactly for a segment query, or None for an exact scan."""
+        ann = self._ann(snap, "windows")
+        total = int(snap.win_count.sum())
+        selected = int(snap.win_count[mask].sum())
+        if ann is None or selected <= max(self._exact_subset(), _ANN_MIN_FRACTION * total):
+            return None
+        view, info = ann
+        fetch = int(max(4 * limit, _ANN_FETCH) * total / selected * max(1.0, view.size / max(total, 1)))
+        matches = view.search(queries * _ann_scale(queries.shape[1]), min(fetch, view.size), threads=_threads())
+        keys = matches.keys.reshape(len(queries), -1).astype(np.int64)
+        sims = 1.0 - matches.distances.reshape(len(queries), -1)
+        found = np.arange(keys.shape[1])[None, :] < np.asarray(matches.counts).reshape(-1, 1)
+        row_positions = snap.row_positions("windows")
+        found &= keys < len(row_positions)
+        positions = np.where(found, row_positions[np.where(found, keys, 0)], -1)
+        found &= positions >= 0
+        found[found] &= mask[positions[found]]
+        # Approximate score per track: the sum over query windows of its best window among the candidates.
+        query_index = np.broadcast_to(np.arange(len(queries))[:, None], keys.shape)[found]
+        positions, sims = positions[found], sims[found]
+        order = np.lexsort((-sims, positions, query_index))
+        pair = query_index[order] * len(snap) + positions[order]
+        first = np.ones(len(pair), dtype=bool)
+        first[1:] = pair[1:] != pair[:-1]
+        approx = np.bincount(positions[order][first], weights=sims[order][first], minlength=len(snap))
+        seen = np.flatnonzero(np.bincount(positions, minlength=len(snap)) > 0)
+        best = seen[_top(approx[seen], max(4 * limit, _ANN_FETCH))]
+        tail = np.flatnonzero((snap.win_row + snap.win_count > info["upto"]) & mask)
+        candidates = np.union1d(best, tail)
+        if len(candidates) < min(limit, int(mask.sum())):
+            return None
+        return candidates
+
+    def build_ann(self, rebuild: bool = False) -> dict:
+        """Bring the HNSW indexes up to date now (add() does it by itself above ANN_THRESHOLD tracks)."""
+        with self._write_lock():
+            return {kind: self._extend_ann(kind, rebuild=rebuild, force=True) for kind in ("tracks", "windows")}
+
+    def _extend_ann(self, kind: str, rebuild: bool = False, force: bool = False) -> Optional[dict]:
+        """Build the ``kind`` HNSW index if missing, or fold in the tail once it is large enough (holds the lock)."""
+        identity = self.embedder_identity()
+        if identity is None:
+            return None
+        conn = self._db()
+        files = self._meta("files")
+        dim = identity["dim" if kind == "tracks" else "window_dim"]
+        vectors = self._map(self._paths(files)[0 if kind == "tracks" else 1], dim)
+        info = json.loads(self._meta(f"ann_{kind}") or "null")
+        old_path = self.root / info["file"] if info else None
+        from usearch.index import Index as Hnsw
+
+        if rebuild or info is None or not old_path.exists():
+            index, upto, serial = None, 0, (info or {}).get("serial", 0)
+        else:
+            upto, serial = info["upto"], info["serial"]
+            if not force and len(vectors) - upto < max(min(_ANN_BATCH, self.ann_threshold), 0.05 * info["size"]):
+                return info
+        if kind == "tracks":
+            live = np.array([r for (r,) in conn.execute("SELECT vec_row FROM tracks")], dtype=np.int64)
+        else:
+            spans = np.array(conn.execute("SELECT win_row, win_count FROM tracks").fetchall(), dtype=np.int64)
+            spans = spans.reshape(-1, 2)
+            offsets = np.concatenate([[0], np.cumsum(spans[:, 1])[:-1]]).astype(np.int64)
+            live = np.repeat(spans[:, 0] - offsets, spans[:, 1]) + np.arange(int(spans[:, 1].sum()))
+        live.sort()
+        if upto:
+            index = Hnsw.restore(str(old_path))
+            covered = live[live < upto]
+            if index.size > len(covered):  # rows removed since the last save
+                dead = np.setdiff1d(np.asarray(index.keys, dtype=np.int64), covered)
+                if len(dead):
+                    index.remove(dead.astype(np.uint64))
+        else:
+            index = Hnsw(ndim=dim, metric="ip", dtype="i8", connectivity=16, expansion_add=128, expansion_search=64)
+        todo = live[live >= upto]
+        for i in range(0, len(todo), 65536):
+            rows = todo[i : i + 65536]
+            index.add(rows.astype(np.uint64), np.asarray(vectors[rows]) * _ann_scale(dim), threads=_threads())
+        name = f"{kind}.{files}.{serial + 1}.usearch"
+        partial = self.root / (name + ".part")
+        index.save(str(partial))
+        os.replace(partial, self.root / name)
+        info = {"file": name, "upto": len(vectors), "size": index.size, "serial": serial + 1, "dtype": "i8"}
+        with self._transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"ann_{kind}", json.dumps(info)))
+            self._bump(c)
+        if old_path is not None and old_path.name != name:
+            old_path.unlink(missing_ok=True)  # readers that mapped it keep it until they move on
+        return info
 
     # -- maintenance
     def compact(self) -> dict:
@@ -612,7 +786,10 @@ class LocalIndex(Index):
         return reclaimed
 
     def _drop_ann_files(self):
-        pass
+        files = self._meta("files")
+        for path in self.root.glob("*.usearch"):
+            if path.name.split(".")[1] != files:
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
