@@ -259,13 +259,13 @@ def test_segment_search_finds_track_and_window(index):
 def test_add_is_all_or_nothing(index, monkeypatch):
     rng = np.random.default_rng(7)
     add(index, make_track(1), rng)
-    if not hasattr(index, "_insert_track"):
-        pytest.skip(f"{type(index).__name__} has no _insert_track step to interrupt")
+    if not hasattr(index, "_insert_tracks"):
+        pytest.skip(f"{type(index).__name__} has no _insert_tracks step to interrupt")
 
     def crash(*args, **kwargs):
         raise OSError("simulated crash after the vectors were written")
 
-    monkeypatch.setattr(index, "_insert_track", crash)
+    monkeypatch.setattr(index, "_insert_tracks", crash)
     half = make_track(2)
     vector = unit(rng, DIM)
     with pytest.raises(OSError):
@@ -364,7 +364,7 @@ def test_local_reopen_and_compact(local, tmp_path, monkeypatch):
     kept_windows = {}
     for i, vector in enumerate(vectors):
         kept_windows[i] = add(local, make_track(i), rng, vector=vector, n_windows=2 + i)[1]
-    monkeypatch.setattr(local, "_insert_track", lambda *a: (_ for _ in ()).throw(OSError("crash")))
+    monkeypatch.setattr(local, "_insert_tracks", lambda *a: (_ for _ in ()).throw(OSError("crash")))
     with pytest.raises(OSError):
         add(local, make_track(99), rng)
     monkeypatch.undo()
@@ -395,6 +395,9 @@ def test_local_refuses_bad_vectors(local):
     with pytest.raises(ValueError, match="already"):
         add(local, make_track(2), rng)
         add(local, make_track(2), rng)
+    with pytest.raises(ValueError, match="twice"):
+        local.add_many([(make_track(3), unit(rng, DIM), windows_for(1), unit(rng, 1, WDIM))] * 2)
+    assert local.get(make_track(3).track_id) is None
     with pytest.raises(ValueError, match="updatable"):
         local.update(make_track(2).track_id, {"content_hash": "x"})
 

@@ -320,7 +320,41 @@ class LocalIndex(Index):
 
     # -- tracks
     def add(self, track: Track, vector: np.ndarray, windows: np.ndarray, window_vectors: np.ndarray) -> None:
+        self.add_many([(track, vector, windows, window_vectors)])
+
+    def add_many(self, entries) -> None:
+        """Add (track, vector, windows, window_vectors) tuples in one write: all of them or none."""
         identity = self._require_identity()
+        checked, seen = [], set()
+        for track, vector, windows, window_vectors in entries:
+            checked.append(self._checked(identity, track, vector, windows, window_vectors))
+            if track.track_id in seen:
+                raise ValueError(f"track {track.track_id} is given twice")
+            seen.add(track.track_id)
+        if not checked:
+            return
+        with self._write_lock():
+            ids = [c[0].track_id for c in checked]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                sql = f"SELECT track_id FROM tracks WHERE track_id IN ({', '.join('?' * len(chunk))})"
+                existing = self._db().execute(sql, chunk).fetchone()
+                if existing:
+                    raise ValueError(f"track {existing[0]} is already in the catalog")
+            track_path, window_path = self._paths(self._meta("files"))
+            vec_row = self._append(track_path, np.stack([c[1] for c in checked]))
+            win_row = self._append(window_path, np.concatenate([c[3] for c in checked]))
+            rows = []
+            for track, _, windows, window_vectors in checked:
+                rows.append((track, vec_row, win_row, windows))
+                vec_row, win_row = vec_row + 1, win_row + len(window_vectors)
+            self._insert_tracks(rows)
+            if self.ann_threshold and self.count() > self.ann_threshold:
+                for kind in ("tracks", "windows"):
+                    self._extend_ann(kind)
+
+    @staticmethod
+    def _checked(identity, track, vector, windows, window_vectors):
         vector = np.ascontiguousarray(vector, dtype=np.float32)
         windows = np.ascontiguousarray(windows, dtype=np.float32).reshape(-1, 2)
         window_vectors = np.ascontiguousarray(window_vectors, dtype=np.float32)
@@ -340,16 +374,7 @@ class LocalIndex(Index):
             raise ValueError(f"track {track.file!r}: vectors contain NaN or infinity")
         if not track.created_at:
             track.created_at = time.time()
-        with self._write_lock():
-            if self._db().execute("SELECT 1 FROM tracks WHERE track_id = ?", (track.track_id,)).fetchone():
-                raise ValueError(f"track {track.track_id} is already in the catalog")
-            track_path, window_path = self._paths(self._meta("files"))
-            vec_row = self._append(track_path, vector[None, :])
-            win_row = self._append(window_path, window_vectors)
-            self._insert_track(track, vec_row, win_row, windows)
-            if self.ann_threshold and self.count() > self.ann_threshold:
-                for kind in ("tracks", "windows"):
-                    self._extend_ann(kind)
+        return track, vector, windows, window_vectors
 
     @staticmethod
     def _append(path: Path, rows: np.ndarray) -> int:
@@ -366,15 +391,19 @@ class LocalIndex(Index):
                 os.fsync(handle.fileno())
         return size // row_bytes
 
-    def _insert_track(self, track: Track, vec_row: int, win_row: int, windows: np.ndarray) -> None:
-        values = track.to_dict()
-        for key in _JSON_FIELDS:
-            values[key] = json.dumps(values[key])
+    def _insert_tracks(self, rows) -> None:
+        """One transaction for [(track, vec_row, win_row, windows)] whose vectors are already on disk."""
+        params = []
+        for track, vec_row, win_row, windows in rows:
+            values = track.to_dict()
+            for key in _JSON_FIELDS:
+                values[key] = json.dumps(values[key])
+            params.append([values[c] for c in _TRACK_COLUMNS] + [vec_row, win_row, len(windows), windows.tobytes()])
         with self._transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 f"INSERT INTO tracks ({', '.join(_TRACK_COLUMNS)}, vec_row, win_row, win_count, windows) "
                 f"VALUES ({', '.join('?' * (len(_TRACK_COLUMNS) + 4))})",
-                [values[c] for c in _TRACK_COLUMNS] + [vec_row, win_row, len(windows), windows.tobytes()],
+                params,
             )
             self._bump(conn)
 
