@@ -1,0 +1,446 @@
+"""MongoDB Atlas Vector Search backend (production).
+
+Collections in MONGODB_DATABASE:
+  tracks    one document per track: the Track fields and ``vector`` (the track vector)
+  segments  one document per window: track_id, i, start, end, ``vector`` and the filter fields
+            of its track (file, album, artist, tags, duration, bpm), so segment search filters in Atlas
+  meta      {"_id": "embedder", name, version, dim, window_dim}
+
+Vectors are stored as BSON float32 vectors (binData subtype 9): half the size of an array of
+doubles, and Atlas indexes them directly. A track becomes visible when its ``tracks`` document
+is written, after its segments: a failed add leaves only unreferenced segments, which searches
+ignore and the next remove/add of that id deletes.
+"""
+
+import contextlib
+import re
+import time
+from typing import Optional
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from audiofind.hookspecs import hookimpl
+from audiofind.index.base import EmbedderMismatch, Filters, Hit, Index, IndexUnavailable, Track
+
+TRACKS_INDEX = "tracks_vector"
+SEGMENTS_INDEX = "segments_vector"
+MAX_CANDIDATES = 10000  # Atlas' limit for numCandidates
+TRACK_FIELDS = tuple(Track.__dataclass_fields__)
+FILTER_FIELDS = ("file", "album", "artist", "tags", "duration", "bpm")  # copied onto segments
+UPDATABLE = {"title", "artist", "album", "tags", "group_id", "bpm", "labels", "envelope", "storage_key"}
+VECTOR_SUBTYPE = 9
+FLOAT32 = b"\x27\x00"  # dtype byte and padding byte of a float32 BSON vector
+
+
+def to_bson_vector(vector):
+    from bson.binary import Binary
+
+    return Binary(FLOAT32 + np.asarray(vector, dtype="<f4").tobytes(), VECTOR_SUBTYPE)
+
+
+def from_bson_vector(value) -> np.ndarray:
+    if isinstance(value, (list, tuple)):  # written by another client as an array of numbers
+        return np.asarray(value, dtype=np.float32)
+    data = bytes(value)
+    if data[:1] != FLOAT32[:1]:
+        raise IndexUnavailable("stored vector is not a float32 vector; re-run `audiofind move-up` or re-index")
+    return np.frombuffer(data[2:], dtype="<f4").astype(np.float32)
+
+
+def describe_error(exc, config) -> IndexUnavailable:
+    """A pymongo error as an IndexUnavailable that says what to do (never prints the password)."""
+    from pymongo.errors import ConnectionFailure, OperationFailure, ServerSelectionTimeoutError
+
+    host = urlsplit(config.get("MONGODB_URI") or "").hostname or "?"
+    if isinstance(exc, (ServerSelectionTimeoutError, ConnectionFailure)):
+        return IndexUnavailable(f"cannot reach MongoDB at {host} (AUDIOFIND_MONGODB_URI): {str(exc)[:300]}")
+    if isinstance(exc, OperationFailure):
+        text = str(exc)
+        if "vectorSearch" in text or "SearchIndex" in text or "search index" in text.lower() or exc.code in (
+            31082,  # "Using Atlas Search Database Commands ... requires additional configuration"
+            6047401,
+            40324,  # unrecognized pipeline stage
+        ):
+            return IndexUnavailable(
+                f"MongoDB at {host} has no Atlas Vector Search ({text[:200]}): use an Atlas cluster or "
+                "the Atlas local deployment (mongodb/mongodb-atlas-local)"
+            )
+        if exc.code in (13, 18, 8000):
+            return IndexUnavailable(f"MongoDB at {host} refused the credentials or the action: {text[:200]}")
+        return IndexUnavailable(f"MongoDB error at {host}: {text[:300]}")
+    return IndexUnavailable(f"MongoDB error at {host}: {str(exc)[:300]}")
+
+
+def vector_filter(filters: Filters) -> Optional[dict]:
+    """Filters as a $vectorSearch pre-filter (only fields declared "filter" in migrations/atlas/).
+
+    Same semantics as Filters.matches: a missing bpm never matches a BPM range, every tag must be present."""
+    clauses = []
+
+    def exclude(field, values):
+        values = list(dict.fromkeys(values))
+        if len(values) == 1:
+            clauses.append({field: {"$ne": values[0]}})  # "more like this": file $ne, as in the article
+        elif values:
+            clauses.append({field: {"$nin": values}})
+
+    exclude("track_id", filters.exclude_track_ids)
+    exclude("file", filters.exclude_files)
+    if filters.album:
+        clauses.append({"album": {"$eq": filters.album}})
+    if filters.artist:
+        clauses.append({"artist": {"$eq": filters.artist}})
+    for tag in dict.fromkeys(filters.tags):
+        clauses.append({"tags": {"$eq": tag}})  # $all is not a $vectorSearch filter operator; $eq matches an element
+    for field, low, high in (
+        ("duration", filters.min_duration, filters.max_duration),
+        ("bpm", filters.min_bpm, filters.max_bpm),
+    ):
+        if low is not None:
+            clauses.append({field: {"$gte": float(low)}})
+        if high is not None:
+            clauses.append({field: {"$lte": float(high)}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def vector_search_pipeline(index, vector, limit, num_candidates, filter_, fields=("_id",)) -> list:
+    stage = {
+        "index": index,
+        "path": "vector",
+        "queryVector": [float(x) for x in np.asarray(vector, dtype=np.float32)],
+        "numCandidates": int(num_candidates),
+        "limit": int(limit),
+    }
+    if filter_:
+        stage["filter"] = filter_
+    project = {name: 1 for name in fields}
+    project["score"] = {"$meta": "vectorSearchScore"}
+    return [{"$vectorSearch": stage}, {"$project": project}]
+
+
+def dot_from_score(score: float) -> float:
+    """Atlas reports dotProduct similarity as (1 + dot) / 2; the local backend's score is the dot."""
+    return 2.0 * float(score) - 1.0
+
+
+class AtlasIndex(Index):
+    name = "atlas"
+
+    def __init__(self, config, database=None):
+        super().__init__(config)
+        self._client = None
+        self._db = database  # tests pass a fake database
+        self._ready = set()  # search indexes seen queryable with the right dimensions
+
+    # -- connection and errors
+    @property
+    def db(self):
+        if self._db is None:
+            from audiofind.migrate import connect
+
+            self._client, self._db = connect(self.config)
+        return self._db
+
+    @contextlib.contextmanager
+    def _guard(self):
+        from pymongo.errors import PyMongoError
+
+        try:
+            yield
+        except PyMongoError as exc:
+            raise describe_error(exc, self.config) from None
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+            self._db = None
+
+    def num_candidates(self, limit: int) -> int:
+        factor = int(self.config.get("ATLAS_NUM_CANDIDATES_FACTOR") or 20)
+        return max(limit, min(MAX_CANDIDATES, max(limit * factor, 100)))
+
+    # -- embedder identity
+    def embedder_identity(self):
+        with self._guard():
+            doc = self.db["meta"].find_one({"_id": "embedder"})
+        return {k: v for k, v in doc.items() if k != "_id"} if doc else None
+
+    def set_embedder_identity(self, identity):
+        from audiofind.migrate import ensure_indexes
+
+        identity = dict(identity)
+        with self._guard():
+            self.db["meta"].replace_one({"_id": "embedder"}, {"_id": "embedder", **identity}, upsert=True)
+            # A new catalog gets its search indexes now, sized for this embedder.
+            ensure_indexes(self.db, identity, wait=True, timeout=float(self.config.get("ATLAS_INDEX_TIMEOUT") or 600))
+        self._ready.clear()
+
+    def _identity_or_fail(self) -> dict:
+        identity = self.embedder_identity()
+        if identity is None:
+            raise EmbedderMismatch("the catalog has no embedder recorded yet; ingest a track first")
+        return identity
+
+    # -- tracks
+    def add(self, track, vector, windows, window_vectors):
+        identity = self._identity_or_fail()
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        window_vectors = np.asarray(window_vectors, dtype=np.float32)
+        windows = np.asarray(windows, dtype=np.float32).reshape(-1, 2)
+        if vector.shape[0] != int(identity["dim"]):
+            raise EmbedderMismatch(
+                f"track vector has {vector.shape[0]} dimensions but the catalog's embedder "
+                f"{identity['name']} has {identity['dim']}: re-index with `audiofind reindex`"
+            )
+        if window_vectors.ndim != 2 or window_vectors.shape[1] != int(identity["window_dim"]):
+            raise EmbedderMismatch(
+                f"window vectors have shape {window_vectors.shape} but the catalog's embedder "
+                f"{identity['name']} has {identity['window_dim']} dimensions per window"
+            )
+        if len(windows) != len(window_vectors):
+            raise ValueError(f"{len(windows)} windows but {len(window_vectors)} window vectors")
+        doc = {"_id": track.track_id, **track.to_dict(), "vector": to_bson_vector(vector)}
+        shared = {field: doc[field] for field in FILTER_FIELDS}
+        segments = [
+            {
+                "_id": f"{track.track_id}:{i}",
+                "track_id": track.track_id,
+                "i": i,
+                "start": float(start),
+                "end": float(end),
+                **shared,
+                "vector": to_bson_vector(row),
+            }
+            for i, ((start, end), row) in enumerate(zip(windows, window_vectors))
+        ]
+        with self._guard():
+            if self.db["tracks"].find_one({"_id": track.track_id}, {"_id": 1}):
+                raise ValueError(f"track {track.track_id} is already in the index")
+            self.db["segments"].delete_many({"track_id": track.track_id})  # leftovers of a failed add
+            try:
+                if segments:
+                    self.db["segments"].insert_many(segments, ordered=False)
+                self.db["tracks"].insert_one(doc)  # the track becomes visible here
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.db["segments"].delete_many({"track_id": track.track_id})
+                raise
+        if self.config.get("ATLAS_SYNC_WRITES"):
+            self.wait_until_searchable(track.track_id, present=True)
+
+    def remove(self, track_id):
+        with self._guard():
+            removed = self.db["tracks"].delete_one({"_id": track_id}).deleted_count > 0
+            self.db["segments"].delete_many({"track_id": track_id})
+        if removed and self.config.get("ATLAS_SYNC_WRITES"):
+            self.wait_until_searchable(track_id, present=False)
+        return removed
+
+    @staticmethod
+    def _track(doc) -> Track:
+        return Track(**{k: doc[k] for k in TRACK_FIELDS if k in doc})
+
+    _NO_VECTOR = {"vector": 0}
+
+    def get(self, track_id):
+        with self._guard():
+            doc = self.db["tracks"].find_one({"_id": track_id}, self._NO_VECTOR)
+        return self._track(doc) if doc else None
+
+    def get_many(self, track_ids):
+        ids = list(dict.fromkeys(track_ids))
+        if not ids:
+            return {}
+        with self._guard():
+            docs = list(self.db["tracks"].find({"_id": {"$in": ids}}, self._NO_VECTOR))
+        return {doc["_id"]: self._track(doc) for doc in docs}
+
+    def find_by_hash(self, content_hash):
+        with self._guard():
+            doc = self.db["tracks"].find_one({"content_hash": content_hash}, self._NO_VECTOR)
+        return self._track(doc) if doc else None
+
+    def find_by_file(self, file):
+        with self._guard():
+            docs = list(self.db["tracks"].find({"file": file}, self._NO_VECTOR).sort([("created_at", -1), ("_id", -1)]))
+        return [self._track(doc) for doc in docs]
+
+    def list(self, offset=0, limit=50, query=""):
+        where = {}
+        if query:
+            pattern = {"$regex": re.escape(query), "$options": "i"}
+            where = {"$or": [{field: pattern} for field in ("file", "title", "artist", "album")]}
+        with self._guard():
+            cursor = (
+                self.db["tracks"]
+                .find(where, self._NO_VECTOR)
+                .sort([("created_at", -1), ("_id", -1)])
+                .skip(int(offset))
+                .limit(int(limit))
+            )
+            return [self._track(doc) for doc in cursor]
+
+    def count(self):
+        with self._guard():
+            return self.db["tracks"].count_documents({})
+
+    def update(self, track_id, fields):
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}; updatable: {', '.join(sorted(UPDATABLE))}")
+        if not fields:
+            return
+        with self._guard():
+            if self.db["tracks"].update_one({"_id": track_id}, {"$set": dict(fields)}).matched_count == 0:
+                raise KeyError(track_id)
+            shared = {k: v for k, v in fields.items() if k in FILTER_FIELDS}
+            if shared:
+                self.db["segments"].update_many({"track_id": track_id}, {"$set": shared})
+
+    # -- vectors
+    def track_vector(self, track_id):
+        with self._guard():
+            doc = self.db["tracks"].find_one({"_id": track_id}, {"vector": 1})
+        if not doc:
+            raise KeyError(track_id)
+        return from_bson_vector(doc["vector"])
+
+    def segments(self, track_id):
+        with self._guard():
+            docs = list(self.db["segments"].find({"track_id": track_id}, {"start": 1, "end": 1, "vector": 1}).sort("i", 1))
+        if not docs and self.get(track_id) is None:
+            raise KeyError(track_id)
+        identity = self.embedder_identity() or {}
+        windows = np.array([[d["start"], d["end"]] for d in docs], dtype=np.float32).reshape(-1, 2)
+        if docs:
+            vectors = np.stack([from_bson_vector(d["vector"]) for d in docs])
+        else:
+            vectors = np.zeros((0, int(identity.get("window_dim", 0))), dtype=np.float32)
+        return windows, vectors
+
+    # -- search
+    def _check_search_index(self, collection, name, dims):
+        """Atlas answers an unknown index with no results; say so instead of returning nothing."""
+        if (name, dims) in self._ready:
+            return
+        from audiofind.migrate import _search_index
+
+        with self._guard():
+            info = _search_index(self.db[collection], name)
+        if info is None:
+            raise IndexUnavailable(f"Atlas search index {name!r} on {collection!r} does not exist: run `audiofind migrate`")
+        if not info.get("queryable"):
+            raise IndexUnavailable(
+                f"Atlas search index {name!r} is not ready yet (status {info.get('status', '?')}): "
+                "wait for it, or run `audiofind migrate`, which waits"
+            )
+        fields = (info.get("latestDefinition") or {}).get("fields", [])
+        built = next((f.get("numDimensions") for f in fields if f.get("type") == "vector"), None)
+        if built is not None and int(built) != int(dims):
+            raise EmbedderMismatch(
+                f"Atlas search index {name!r} is built for {built} dimensions but the catalog's embedder has "
+                f"{dims}: run `audiofind migrate`"
+            )
+        if info.get("status") == "READY":
+            self._ready.add((name, dims))
+
+    def _vector_search(self, collection, index, vector, limit, filter_, fields=("_id",)):
+        pipeline = vector_search_pipeline(index, vector, limit, self.num_candidates(limit), filter_, fields)
+        with self._guard():
+            return list(self.db[collection].aggregate(pipeline))
+
+    def search(self, vector, limit, filters):
+        if limit <= 0:
+            return []
+        identity = self.embedder_identity()
+        if identity is None:
+            return []  # an empty catalog
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != int(identity["dim"]):
+            raise EmbedderMismatch(
+                f"query vector has {vector.shape[0]} dimensions but the catalog's embedder "
+                f"{identity['name']} has {identity['dim']}"
+            )
+        self._check_search_index("tracks", TRACKS_INDEX, int(identity["dim"]))
+        rows = self._vector_search("tracks", TRACKS_INDEX, vector, int(limit), vector_filter(filters))
+        return [Hit(track_id=row["_id"], score=dot_from_score(row["score"])) for row in rows]
+
+    def search_segments(self, window_vectors, limit, filters):
+        if limit <= 0:
+            return []
+        identity = self.embedder_identity()
+        if identity is None:
+            return []
+        query = np.asarray(window_vectors, dtype=np.float32)
+        if query.ndim != 2 or query.shape[1] != int(identity["window_dim"]):
+            raise EmbedderMismatch(
+                f"query windows have shape {query.shape} but the catalog's embedder "
+                f"{identity['name']} has {identity['window_dim']} dimensions per window"
+            )
+        if len(query) == 0:
+            return []
+        self._check_search_index("segments", SEGMENTS_INDEX, int(identity["window_dim"]))
+        filter_ = vector_filter(filters)
+        # Candidates: the nearest catalog windows of (at most ATLAS_SEGMENT_QUERY_WINDOWS evenly spread)
+        # query windows. Each track is then scored exactly over all its windows and all query windows.
+        most = int(self.config.get("ATLAS_SEGMENT_QUERY_WINDOWS") or 32)
+        picks = np.unique(np.linspace(0, len(query) - 1, min(len(query), most)).round().astype(int))
+        per_window = min(1000, max(10 * int(limit), 50))
+        approx = {}  # track_id -> [best score per picked query window]
+        for j, q in enumerate(query[picks]):
+            for row in self._vector_search("segments", SEGMENTS_INDEX, q, per_window, filter_, ("track_id",)):
+                best = approx.setdefault(row["track_id"], np.full(len(picks), -1.0))
+                best[j] = max(best[j], dot_from_score(row["score"]))
+        if not approx:
+            return []
+        # Rerank the most promising candidates exactly (their windows are fetched, so keep that set small).
+        keep = max(3 * int(limit), 30)
+        candidates = sorted(approx, key=lambda t: -float(approx[t].mean()))[:keep]
+        tracks = self.get_many(candidates)
+        candidates = [t for t in candidates if t in tracks and filters.matches(tracks[t])]
+        with self._guard():
+            docs = list(
+                self.db["segments"].find(
+                    {"track_id": {"$in": candidates}}, {"track_id": 1, "start": 1, "end": 1, "vector": 1}
+                )
+            )
+        by_track = {}
+        for doc in docs:
+            by_track.setdefault(doc["track_id"], []).append(doc)
+        hits = []
+        for track_id in candidates:
+            rows = by_track.get(track_id)
+            if not rows:
+                continue
+            vectors = np.stack([from_bson_vector(d["vector"]) for d in rows])
+            sims = query @ vectors.T  # (query windows, catalog windows)
+            score = float(sims.max(axis=1).mean())
+            best = rows[int(np.unravel_index(int(np.argmax(sims)), sims.shape)[1])]
+            hits.append(Hit(track_id, score, float(best["start"]), float(best["end"])))
+        hits.sort(key=lambda h: (-h.score, h.track_id))
+        return hits[: int(limit)]
+
+    # -- Atlas search indexes are eventually consistent with the collection
+    def wait_until_searchable(self, track_id, present=True, timeout=None):
+        """Block until the track vector index shows (or no longer shows) ``track_id``."""
+        timeout = float(timeout or self.config.get("ATLAS_INDEX_TIMEOUT") or 600)
+        identity = self._identity_or_fail()
+        probe = np.zeros(int(identity["dim"]), dtype=np.float32)
+        probe[0] = 1.0
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self._vector_search("tracks", TRACKS_INDEX, probe, 1, {"track_id": {"$eq": track_id}})
+            if bool(rows) == present:
+                return
+            if time.monotonic() > deadline:
+                raise IndexUnavailable(f"Atlas search index did not catch up with track {track_id} in {timeout:.0f} s")
+            time.sleep(0.5)
+
+
+@hookimpl
+def register_indexes():
+    return [AtlasIndex]
