@@ -655,7 +655,7 @@ def test_empty_catalog_searches_return_nothing(db):
     assert index.embedder_identity() is None
     assert index.search(np.ones(8, dtype=np.float32), 5, Filters()) == []
     assert index.search_segments(np.ones((1, 4), dtype=np.float32), 5, Filters()) == []
-    with pytest.raises(EmbedderMismatch, match="no embedder recorded"):
+    with pytest.raises(IndexUnavailable, match="no embedder yet"):
         index.add(make_track(1), np.ones(8), np.array([[0, 10]]), np.ones((1, 4)))
 
 

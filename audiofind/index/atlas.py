@@ -134,6 +134,7 @@ class AtlasIndex(Index):
         self._client = None
         self._db = database  # tests pass a fake database
         self._ready = set()  # search indexes seen queryable with the right dimensions
+        self._pending = {}  # track_id -> (present, filter fields, windows) written but maybe not yet searchable
 
     # -- connection and errors
     @property
@@ -173,6 +174,15 @@ class AtlasIndex(Index):
         from audiofind.migrate import ensure_indexes
 
         identity = dict(identity)
+        for key in ("dim", "window_dim"):
+            if not isinstance(identity.get(key), int) or identity[key] <= 0:
+                raise ValueError(f"embedder identity needs a positive integer {key!r}: {identity!r}")
+        current = self.embedder_identity()
+        if current is not None and current != identity and self.count():
+            raise EmbedderMismatch(
+                f"the Atlas catalog {self.config.get('MONGODB_DATABASE') or 'audiofind'} holds {self.count()} tracks "
+                f"embedded by {current}, not {identity}; re-index into a new MONGODB_DATABASE instead of mixing them"
+            )
         with self._guard():
             self.db["meta"].replace_one({"_id": "embedder"}, {"_id": "embedder", **identity}, upsert=True)
             # A new catalog gets its search indexes now, sized for this embedder.
@@ -182,19 +192,61 @@ class AtlasIndex(Index):
     def _identity_or_fail(self) -> dict:
         identity = self.embedder_identity()
         if identity is None:
-            raise EmbedderMismatch("the catalog has no embedder recorded yet; ingest a track first")
+            raise IndexUnavailable("the Atlas catalog has no embedder yet: set_embedder_identity first")
         return identity
 
     # -- tracks
     def add(self, track, vector, windows, window_vectors):
+        self.add_many([(track, vector, windows, window_vectors)])
+
+    def add_many(self, entries) -> None:
+        """Add (track, vector, windows, window_vectors) tuples: segments first, then the track documents."""
         identity = self._identity_or_fail()
+        tracks, segments = [], []
+        for entry in entries:
+            doc, segs = self._documents(identity, *entry)
+            tracks.append(doc)
+            segments.extend(segs)
+        if not tracks:
+            return
+        ids = [doc["_id"] for doc in tracks]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the same track id twice in one batch")
+        with self._guard():
+            taken = [doc["_id"] for doc in self.db["tracks"].find({"_id": {"$in": ids}}, {"_id": 1})]
+            if taken:
+                raise ValueError(f"track {taken[0]} is already in the index")
+            self.db["segments"].delete_many({"track_id": {"$in": ids}})  # leftovers of a failed add
+            try:
+                if segments:
+                    self.db["segments"].insert_many(segments, ordered=False)
+                self._insert_tracks(tracks)  # the tracks become visible here
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.db["tracks"].delete_many({"_id": {"$in": ids}})
+                    self.db["segments"].delete_many({"track_id": {"$in": ids}})
+                raise
+        windows = {}
+        for seg in segments:
+            windows[seg["track_id"]] = windows.get(seg["track_id"], 0) + 1
+        for track_id in ids:
+            self._pending[track_id] = (True, {}, windows.get(track_id, 0))
+
+    def _insert_tracks(self, docs):
+        if len(docs) == 1:
+            self.db["tracks"].insert_one(docs[0])
+        else:
+            self.db["tracks"].insert_many(docs, ordered=True)
+
+    @staticmethod
+    def _documents(identity, track, vector, windows, window_vectors):
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         window_vectors = np.asarray(window_vectors, dtype=np.float32)
         windows = np.asarray(windows, dtype=np.float32).reshape(-1, 2)
         if vector.shape[0] != int(identity["dim"]):
             raise EmbedderMismatch(
                 f"track vector has {vector.shape[0]} dimensions but the catalog's embedder "
-                f"{identity['name']} has {identity['dim']}: re-index with `audiofind reindex`"
+                f"{identity['name']} has {identity['dim']}: re-index with the catalog's embedder"
             )
         if window_vectors.ndim != 2 or window_vectors.shape[1] != int(identity["window_dim"]):
             raise EmbedderMismatch(
@@ -217,27 +269,14 @@ class AtlasIndex(Index):
             }
             for i, ((start, end), row) in enumerate(zip(windows, window_vectors))
         ]
-        with self._guard():
-            if self.db["tracks"].find_one({"_id": track.track_id}, {"_id": 1}):
-                raise ValueError(f"track {track.track_id} is already in the index")
-            self.db["segments"].delete_many({"track_id": track.track_id})  # leftovers of a failed add
-            try:
-                if segments:
-                    self.db["segments"].insert_many(segments, ordered=False)
-                self.db["tracks"].insert_one(doc)  # the track becomes visible here
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self.db["segments"].delete_many({"track_id": track.track_id})
-                raise
-        if self.config.get("ATLAS_SYNC_WRITES"):
-            self.wait_until_searchable(track.track_id, present=True)
+        return doc, segments
 
     def remove(self, track_id):
         with self._guard():
             removed = self.db["tracks"].delete_one({"_id": track_id}).deleted_count > 0
             self.db["segments"].delete_many({"track_id": track_id})
-        if removed and self.config.get("ATLAS_SYNC_WRITES"):
-            self.wait_until_searchable(track_id, present=False)
+        if removed:
+            self._pending[track_id] = (False, {}, 0)
         return removed
 
     @staticmethod
@@ -300,6 +339,8 @@ class AtlasIndex(Index):
             shared = {k: v for k, v in fields.items() if k in FILTER_FIELDS}
             if shared:
                 self.db["segments"].update_many({"track_id": track_id}, {"$set": shared})
+                _, before, windows = self._pending.get(track_id, (True, {}, 0))
+                self._pending[track_id] = (True, {**before, **shared}, windows)
 
     # -- vectors
     def track_vector(self, track_id):
@@ -424,21 +465,58 @@ class AtlasIndex(Index):
         hits.sort(key=lambda h: (-h.score, h.track_id))
         return hits[: int(limit)]
 
-    # -- Atlas search indexes are eventually consistent with the collection
-    def wait_until_searchable(self, track_id, present=True, timeout=None):
-        """Block until the track vector index shows (or no longer shows) ``track_id``."""
+    # -- Atlas search indexes are eventually consistent with the collections
+    def _visible(self, collection, index, dims, filter_, limit) -> list:
+        probe = np.zeros(dims, dtype=np.float32)
+        probe[0] = 1.0
+        pipeline = vector_search_pipeline(index, probe, limit, min(MAX_CANDIDATES, max(2 * limit, 100)), filter_,
+                                          ("track_id",))
+        with self._guard():
+            return [row.get("track_id") for row in self.db[collection].aggregate(pipeline)]
+
+    def _caught_up(self, identity) -> bool:
+        indexes = (("tracks", TRACKS_INDEX, int(identity["dim"])), ("segments", SEGMENTS_INDEX, int(identity["window_dim"])))
+        # Added tracks, in batches by id: each must show once in tracks and with all its windows in segments.
+        added = [(t, w) for t, (present, fields, w) in self._pending.items() if present and not fields]
+        while added:
+            batch, total = [], 0
+            while added and len(batch) < 1000 and total + added[0][1] <= MAX_CANDIDATES:
+                batch.append(added[0][0])
+                total += added.pop(0)[1]
+            if not batch:  # one track with more windows than a query may return: check its track only
+                batch, total = [added.pop(0)[0]], 0
+            for collection, index, dim in indexes:
+                expected = len(batch) if collection == "tracks" else total
+                if expected and len(self._visible(collection, index, dim, {"track_id": {"$in": batch}}, expected)) < expected:
+                    return False
+        # Removed tracks must be gone; updated ones must match their new filter values.
+        for track_id, (present, fields, _) in self._pending.items():
+            if present and not fields:
+                continue
+            clauses = [{"track_id": {"$eq": track_id}}]
+            for field, value in fields.items():
+                if field == "tags":
+                    clauses += [{"tags": {"$eq": tag}} for tag in value]
+                elif value is not None and value != "":
+                    clauses.append({field: {"$eq": value}})
+            for collection, index, dim in indexes:
+                seen = self._visible(collection, index, dim, {"$and": clauses}, 1)
+                if bool(seen) != present:
+                    return False
+        return True
+
+    def wait_searchable(self, timeout=None) -> None:
+        """Block until this instance's writes show in $vectorSearch (Atlas indexes them asynchronously)."""
+        if not self._pending:
+            return
         timeout = float(timeout or self.config.get("ATLAS_INDEX_TIMEOUT") or 600)
         identity = self._identity_or_fail()
-        probe = np.zeros(int(identity["dim"]), dtype=np.float32)
-        probe[0] = 1.0
         deadline = time.monotonic() + timeout
-        while True:
-            rows = self._vector_search("tracks", TRACKS_INDEX, probe, 1, {"track_id": {"$eq": track_id}})
-            if bool(rows) == present:
-                return
+        while not self._caught_up(identity):
             if time.monotonic() > deadline:
-                raise IndexUnavailable(f"Atlas search index did not catch up with track {track_id} in {timeout:.0f} s")
-            time.sleep(0.5)
+                raise IndexUnavailable(f"Atlas search indexes did not catch up with the last writes in {timeout:.0f} s")
+            time.sleep(0.25)
+        self._pending.clear()
 
 
 @hookimpl
