@@ -1,5 +1,98 @@
-"""One blueprint per area."""
+"""One blueprint per area, plus what every page shares: htmx, error pages, template helpers."""
+
+from importlib import resources
+
+from flask import make_response, render_template, request, send_file
+from werkzeug.exceptions import HTTPException
+
+HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")
 
 
 def register_blueprints(app):
-    pass
+    from audiofind.routes import admin, api, storage, ui, widgets
+    from audiofind.routes.common import admin_access, playback_url
+
+    for module in (ui, api, admin, widgets, storage):
+        app.register_blueprint(module.bp)
+    admin.mount_rq_dashboard(app)
+    app.add_url_rule("/assets/htmx.min.js", "htmx", _htmx)
+    # Admin sessions are cookies: never send them on another site's requests.
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+
+    app.register_error_handler(HTTPException, _http_error)
+    from audiofind.index.base import IndexUnavailable
+    from audiofind.jobs.queue import QueueUnavailable
+    from audiofind.routes.common import UserError
+
+    app.register_error_handler(UserError, lambda e: _error(e.status, str(e), e.code))
+    app.register_error_handler(QueueUnavailable, lambda e: _error(503, str(e), "unavailable"))
+    app.register_error_handler(IndexUnavailable, lambda e: _error(503, str(e), "unavailable"))
+
+    app.jinja_env.globals.update(
+        envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok"
+    )
+    app.jinja_env.filters.update(clock=clock, percent=percent)
+
+
+def _htmx():
+    path = resources.files(HTMX[0]).joinpath(HTMX[1])
+    response = send_file(str(path), mimetype="text/javascript", conditional=True, max_age=86400)
+    return response
+
+
+def _http_error(exc):
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _error(status, message, code=None):
+    """JSON under /api, a self-hiding toast for htmx requests, an error page otherwise."""
+    if request.path.startswith("/api/"):
+        from audiofind.routes.api import error
+
+        return error(status, message, code)
+    if request.headers.get("HX-Request") == "true":
+        from audiofind.routes.common import toast
+
+        return toast(message, "error", status)
+    response = make_response(render_template("errors/page.html", status=status, message=message), status)
+    return response
+
+
+# -- template helpers
+
+
+def clock(seconds):
+    """123.4 -> '2:03'."""
+    if seconds is None:
+        return "–"
+    seconds = int(round(float(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def percent(score):
+    return "–" if score is None else f"{max(0.0, float(score)) * 100:.0f}%"
+
+
+def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300, height=44, points=150):
+    """Coordinates for a server-rendered loudness picture: a filled, mirrored area and the matched region."""
+    values = [min(1.0, max(0.0, float(v))) for v in (envelope or [])]
+    if len(values) > points:  # keep the loudest value of each bucket so peaks survive
+        step = len(values) / points
+        values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(points)]
+    middle = height / 2
+    if len(values) < 2:
+        area = f"M0,{middle - 1} H{width} V{middle + 1} H0 Z"
+    else:
+        dx = width / (len(values) - 1)
+        top = [f"{i * dx:.1f},{middle - max(v, 0.02) * middle:.1f}" for i, v in enumerate(values)]
+        bottom = [f"{i * dx:.1f},{middle + max(v, 0.02) * middle:.1f}" for i, v in reversed(list(enumerate(values)))]
+        area = "M" + " L".join(top + bottom) + " Z"
+    region = None
+    if duration and match_start is not None:
+        end = match_end if match_end is not None else match_start
+        x = width * max(0.0, min(1.0, match_start / duration))
+        w = max(width * (min(end, duration) - match_start) / duration, 2.0)
+        region = {"x": round(x, 1), "width": round(min(w, width - x), 1)}
+    return {"width": width, "height": height, "area": area, "region": region}

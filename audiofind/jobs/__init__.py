@@ -1,0 +1,1 @@
+"""RQ jobs: searches and ingests run in workers, never in a web request."""

@@ -1,0 +1,52 @@
+"""What both job functions share: the worker's app, progress in job.meta, failures users can read."""
+
+import contextlib
+
+
+def current_job():
+    from rq import get_current_job
+
+    return get_current_job()
+
+
+def set_stage(stage):
+    job = current_job()
+    if job is not None:
+        job.meta["stage"] = stage
+        job.save_meta()
+
+
+@contextlib.contextmanager
+def user_errors():
+    """A bad file (AudioError) or a bad request (ValueError) fails the job at once, without retries,
+    with its message in job.meta["error"] for the page and the API; anything else may be retried."""
+    try:
+        yield
+    except _user_error_types() as error:
+        job = current_job()
+        if job is not None:
+            job.retries_left = 0  # read by the worker's failure handling right after this raise
+            job.meta["error"] = _message(error)
+            job.meta["stage"] = "failed"
+            job.save_meta()
+        raise
+
+
+def _message(error):
+    if isinstance(error, KeyError):
+        return f"unknown track {error.args[0]}" if error.args else "unknown track"
+    return str(error)
+
+
+def _user_error_types():
+    from audiofind.audio import AudioError
+    from audiofind.index.base import IndexUnavailable
+    from audiofind.storage.base import StorageError
+
+    return (AudioError, ValueError, KeyError, StorageError, IndexUnavailable)
+
+
+def will_retry(error):
+    """Whether the worker will run this job again after ``error`` (so its upload must be kept)."""
+    job = current_job()
+    return not isinstance(error, _user_error_types()) and bool(job and job.retries_left)

@@ -1,0 +1,164 @@
+"""The Redis connection, the two queues, enqueueing, job status, and the worker loop.
+
+Searches and ingests have separate queues and the worker listens to "search" first, so a search is
+never stuck behind a bulk ingest. A job whose worker dies mid-run stays in RQ's StartedJobRegistry;
+the next worker's registry clean-up finds it abandoned and re-enqueues it while it has retries left,
+otherwise marks it failed (AbandonedJobError) — it is never silently lost.
+"""
+
+import logging
+import sys
+
+SEARCH_QUEUE = "search"
+INGEST_QUEUE = "ingest"
+QUEUES = (SEARCH_QUEUE, INGEST_QUEUE)
+SEARCH_RESULT_TTL = 3600  # seconds a finished search stays readable
+INGEST_RESULT_TTL = 24 * 3600
+FAILURE_TTL = 24 * 3600
+
+
+class QueueUnavailable(RuntimeError):
+    """Redis is not configured or cannot be reached; the message says what to do."""
+
+
+def redis_connection(app):
+    """One Redis client per app (its pool connects lazily, so it is safe to create before a fork)."""
+    conn = app.extensions.get("audiofind.redis")
+    if conn is None:
+        url = app.config.get("REDIS_URL")
+        if not url:
+            raise QueueUnavailable(
+                "no job queue: set AUDIOFIND_REDIS_URL, or run `audiofind serve`, which starts Redis for you"
+            )
+        from redis import Redis
+
+        conn = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        app.extensions["audiofind.redis"] = conn
+    return conn
+
+
+def get_queue(app, name):
+    from rq import Queue
+
+    return Queue(name, connection=redis_connection(app))
+
+
+def _retry(app):
+    from rq import Retry
+
+    retries = int(app.config.get("JOB_RETRIES") or 0)
+    return Retry(max=retries, interval=[2, 10, 30][:retries] or 0) if retries else None
+
+
+def _enqueue(app, queue_name, func, args, timeout, result_ttl, meta):
+    import redis
+
+    try:
+        return get_queue(app, queue_name).enqueue_call(
+            func,
+            args=args,
+            timeout=int(timeout),
+            result_ttl=result_ttl,
+            failure_ttl=FAILURE_TTL,
+            retry=_retry(app),
+            meta={"stage": "queued", **meta},
+        )
+    except redis.RedisError as error:
+        raise QueueUnavailable(f"the job queue cannot be reached ({error}); is Redis running?") from error
+
+
+def enqueue_search(app, key, options):
+    return _enqueue(
+        app, SEARCH_QUEUE, "audiofind.jobs.search.run_search", (key, options),
+        app.config["SEARCH_JOB_TIMEOUT"], SEARCH_RESULT_TTL, {"kind": "search"},
+    )
+
+
+def enqueue_ingest(app, key, filename, metadata=None):
+    return _enqueue(
+        app, INGEST_QUEUE, "audiofind.jobs.ingest.run_ingest", (key, filename, metadata or {}),
+        app.config["INGEST_JOB_TIMEOUT"], INGEST_RESULT_TTL, {"kind": "ingest", "file": filename},
+    )
+
+
+def job_status(app, job_id, kind=None):
+    """{id, kind, status, stage, result, error} of a job, or None when unknown (or of another kind)."""
+    import redis
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        job = Job.fetch(job_id, connection=redis_connection(app))
+        status = job.get_status()
+    except NoSuchJobError:
+        return None
+    except redis.RedisError as error:
+        raise QueueUnavailable(f"the job queue cannot be reached ({error}); is Redis running?") from error
+    meta = job.get_meta()
+    if kind and meta.get("kind") != kind:
+        return None
+    status = getattr(status, "value", status) or "queued"
+    info = {"id": job.id, "kind": meta.get("kind"), "file": meta.get("file"), "status": status,
+            "stage": meta.get("stage"), "result": None, "error": None}
+    if status in ("scheduled", "deferred"):  # waiting for a retry: still in progress for the user
+        info["status"] = "queued"
+    elif status == "finished":
+        info["stage"] = "done"
+        info["result"] = job.return_value()
+    elif status in ("failed", "stopped", "canceled"):
+        info["stage"] = "failed"
+        info["error"] = meta.get("error") or _failure_reason(job, status)
+    return info
+
+
+def _failure_reason(job, status):
+    if status != "failed":
+        return f"the job was {status}"
+    result = job.latest_result()
+    text = (getattr(result, "exc_string", "") or "").strip()
+    if "JobTimeoutException" in text:
+        return "the job took too long and was stopped"
+    if "AbandonedJobError" in text:
+        return "the worker running this job stopped; please try again"
+    last = text.splitlines()[-1] if text else ""
+    return f"the job failed: {last}" if last else "the job failed"
+
+
+# -- the worker
+
+_worker_app = None
+
+
+def worker_app():
+    """The app of this worker process: set by run_worker, else created once from the environment."""
+    global _worker_app
+    if _worker_app is None:
+        from audiofind.app import create_app
+
+        _worker_app = create_app()
+    return _worker_app
+
+
+def run_worker(app, queues=None, burst=False):
+    """Work the queues (search first) in this process until stopped (or until empty with ``burst``).
+
+    A SimpleWorker runs each job in this process, so the model loads once per process and is reused
+    (a forking worker would load it again in every job's child, or fork a live thread pool)."""
+    global _worker_app
+    from rq import SimpleWorker
+
+    from audiofind.app import get_catalog
+    from audiofind.embedders.base import EmbedderUnavailable
+    from audiofind.index.base import IndexUnavailable
+
+    _worker_app = app
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        with app.app_context():
+            get_catalog(app).check()  # load the model now, before the first job waits for it
+    except (EmbedderUnavailable, IndexUnavailable) as error:
+        sys.exit(f"worker cannot start: {error}")
+    names = list(queues or QUEUES)
+    conn = redis_connection(app)
+    worker = SimpleWorker([get_queue(app, name) for name in names], connection=conn)
+    return worker.work(burst=burst, logging_level="INFO", with_scheduler=True)

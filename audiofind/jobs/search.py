@@ -1,0 +1,44 @@
+"""The search job: embed an uploaded reference file, search the catalog, delete the upload."""
+
+from audiofind.jobs._common import set_stage, user_errors, will_retry
+from audiofind.jobs.queue import worker_app
+
+
+def run_search(key, options):
+    """Search the catalog for the audio stored under ``key``; returns the result dicts (JSON-able).
+
+    ``options``: limit, start, end, mode, per_album, per_artist, collapse_versions, and filters (a dict of
+    index.base.Filters fields)."""
+    from audiofind.app import get_catalog, services
+    from audiofind.index.base import Filters
+
+    app = worker_app()
+    options = dict(options or {})
+    with app.app_context(), user_errors():
+        catalog, storage = get_catalog(app), services(app).storage
+        filters = Filters(**(options.pop("filters", None) or {}))
+        start, end = options.pop("start", None), options.pop("end", None)
+        try:
+            with storage.local_copy(key) as path:
+                set_stage("analyzing")
+                query = catalog.embed_query(path, start=start, end=end)
+        except Exception as error:
+            if not will_retry(error):
+                storage.delete(key)
+            raise
+        storage.delete(key)  # a reference track is not kept
+        set_stage("searching")
+        results = catalog.search_embedding(query.vector, query.window_vectors, filters=filters, **options)
+        return [_plain(result) for result in results]
+
+
+def _plain(result):
+    """Only JSON types in the job result (numpy floats and tuples do not survive every serializer)."""
+    out = {}
+    for name, value in result.items():
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out

