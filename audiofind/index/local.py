@@ -349,9 +349,12 @@ class LocalIndex(Index):
                 rows.append((track, vec_row, win_row, windows))
                 vec_row, win_row = vec_row + 1, win_row + len(window_vectors)
             self._insert_tracks(rows)
-            if self.ann_threshold and self.count() > self.ann_threshold:
-                for kind in ("tracks", "windows"):
-                    self._extend_ann(kind)
+            if self.ann_threshold:
+                tracks, windows = self._db().execute("SELECT COUNT(*), SUM(win_count) FROM tracks").fetchone()
+                if tracks > self.ann_threshold:
+                    self._extend_ann("tracks")
+                if (windows or 0) > self.ann_threshold:
+                    self._extend_ann("windows")
 
     @staticmethod
     def _checked(identity, track, vector, windows, window_vectors):
@@ -591,7 +594,7 @@ class LocalIndex(Index):
         mask = snap.mask(filters)
         usable = snap.win_count > 0
         mask = usable if mask is None else mask & usable
-        if not exact and self._use_ann(snap):
+        if not exact and self._use_ann(snap, "windows"):
             positions = self._ann_segment_candidates(snap, queries, limit, mask)
             if positions is not None:
                 return self._exact_segments(snap, queries, positions, limit)
@@ -638,8 +641,10 @@ class LocalIndex(Index):
     # Rows appended after the last save (the tail) are searched exactly; the writer folds the tail in (and
     # drops removed rows) once it exceeds _ANN_BATCH rows or 5 %. ANN candidates are re-scored exactly
     # against the float32 vectors, so scores are exact dot products; only the candidate set is approximate.
-    def _use_ann(self, snap) -> bool:
-        return bool(self.ann_threshold) and len(snap) > self.ann_threshold
+    def _use_ann(self, snap, kind="tracks") -> bool:
+        """Tracks: above ANN_THRESHOLD tracks. Windows: above ANN_THRESHOLD window rows (the scan costs per row)."""
+        rows = len(snap) if kind == "tracks" else int(snap.win_count.sum())
+        return bool(self.ann_threshold) and rows > self.ann_threshold
 
     def _exact_subset(self) -> int:
         return min(_EXACT_SUBSET, self.ann_threshold)
@@ -761,7 +766,9 @@ class LocalIndex(Index):
                 if len(dead):
                     index.remove(dead.astype(np.uint64))
         else:
-            index = Hnsw(ndim=dim, metric="ip", dtype="i8", connectivity=16, expansion_add=128, expansion_search=64)
+            # Windows are many and only nominate candidates for exact scoring: a cheaper build does.
+            expansion = 128 if kind == "tracks" else 64
+            index = Hnsw(ndim=dim, metric="ip", dtype="i8", connectivity=16, expansion_add=expansion, expansion_search=64)
         todo = live[live >= upto]
         for i in range(0, len(todo), 65536):
             rows = todo[i : i + 65536]
