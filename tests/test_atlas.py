@@ -282,6 +282,12 @@ class FakeDatabase:
     def __getitem__(self, name):
         return self.collections.setdefault(name, FakeCollection(self, name))
 
+    def command(self, name):
+        if self.fail:
+            raise self.fail
+        assert name == "ping"
+        return {"ok": 1}
+
     def list_collection_names(self):
         return list(self.collections)
 
@@ -682,3 +688,16 @@ def test_related_songs_joined_by_key(db):
         "t1": {"related": [{"related": "Song 9", "why": "same session"}, {"related": "Song 4"}]}}
     assert related_for(tracks, related, "title", limit=1)["t1"]["related"] == [{"related": "Song 9", "why": "same session"}]
     assert track_details(tracks=tracks, config={"RELATED_COLLECTION": ""}) is None
+
+
+def test_readiness_check(db):
+    index = AtlasIndex({"MONGODB_URI": "mongodb://fake"}, database=db)
+    index.check()  # a new catalog: reachable is enough
+    index.set_embedder_identity(IDENTITY)
+    index.check()
+    db["segments"].search_indexes["segments_vector"].update(status="BUILDING", queryable=False, steps=10**6)
+    with pytest.raises(IndexUnavailable, match="'segments_vector' is not ready yet"):
+        index.check()
+    db.fail = ServerSelectionTimeoutError("no servers")
+    with pytest.raises(IndexUnavailable, match="cannot reach MongoDB"):
+        index.check()

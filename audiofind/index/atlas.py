@@ -160,6 +160,17 @@ class AtlasIndex(Index):
             self._client = None
             self._db = None
 
+    def check(self) -> None:
+        """Readiness: MongoDB answers and, once the catalog has an embedder, both search indexes are queryable."""
+        with self._guard():
+            self.db.command("ping")
+        identity = self.embedder_identity()
+        if identity is None:
+            return  # a new catalog: its indexes are created with the first track (or by `audiofind migrate`)
+        self._ready.clear()
+        self._check_search_index("tracks", TRACKS_INDEX, int(identity["dim"]))
+        self._check_search_index("segments", SEGMENTS_INDEX, int(identity["window_dim"]))
+
     def num_candidates(self, limit: int) -> int:
         factor = int(self.config.get("ATLAS_NUM_CANDIDATES_FACTOR") or 20)
         return max(limit, min(MAX_CANDIDATES, max(limit * factor, 100)))

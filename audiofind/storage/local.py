@@ -58,7 +58,8 @@ class LocalStorage(Storage):
             raise StorageError(f"invalid storage key {key!r}")
         return path
 
-    def put_file(self, local_path, key, content_type=""):
+    def put_file(self, local_path, key, content_type="", filename=""):
+        """Copy a file in under ``key``; the user's ``filename`` is not needed here (the index keeps it)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
