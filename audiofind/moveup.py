@@ -89,10 +89,10 @@ def _copy_file(track, source_storage, target_storage) -> str:
 def move_up(source_config, target_config, progress=None, *, source=None, target=None, batch_size=None) -> dict:
     """Copy every track of the source catalog (index + audio files) into the target's backends.
 
-    ``progress(done, total, track_id, status)`` is called per track; status is "moved", "skipped"
-    (already in the target) or "missing-file" (vectors moved, the audio file was not in the source
-    storage). ``source``/``target`` may be given as (index, storage) pairs instead of being built
-    from the configs. Returns {"total", "moved", "skipped", "missing_files", "progress_file"}."""
+    ``progress(done, total)`` is called after each track. ``source``/``target`` may be given as
+    (index, storage) pairs instead of being built from the configs. Returns {"total", "moved",
+    "skipped" (already in the target), "missing_files" (file names whose audio was not in the source
+    storage: their vectors and metadata moved, playback will not work), "progress_file"}."""
     source_index, source_storage = source or _backends(source_config)
     target_index, target_storage = target or _backends(target_config)
     batch_size = int(batch_size or target_config.get("MOVE_UP_BATCH") or 50)
@@ -112,17 +112,17 @@ def move_up(source_config, target_config, progress=None, *, source=None, target=
     done = _read_done(path)
     count = 0
 
-    def report(track_id, status):
+    def report():
         nonlocal count
         count += 1
         if progress:
-            progress(count, len(ids), track_id, status)
+            progress(count, len(ids))
 
     todo = []
     for track_id in ids:
         if track_id in done:
             summary["skipped"] += 1
-            report(track_id, "skipped")
+            report()
         else:
             todo.append(track_id)
 
@@ -130,16 +130,14 @@ def move_up(source_config, target_config, progress=None, *, source=None, target=
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             present = target_index.get_many(batch)  # written before an interruption, not yet logged
-            entries, statuses = [], {}
+            entries, moved = [], set()
             for track_id, track in source_index.get_many(batch).items():
-                status = "skipped" if track_id in present else "moved"
                 if _copy_file(track, source_storage, target_storage) == "missing":
                     summary["missing_files"].append(track.file)
-                    status = "missing-file" if status == "moved" else status
                 if track_id not in present:
                     windows, window_vectors = source_index.segments(track_id)
                     entries.append((track, source_index.track_vector(track_id), windows, window_vectors))
-                statuses[track_id] = status
+                    moved.add(track_id)
             if entries:
                 add_many = getattr(target_index, "add_many", None)
                 if add_many:
@@ -147,10 +145,9 @@ def move_up(source_config, target_config, progress=None, *, source=None, target=
                 else:
                     for entry in entries:
                         target_index.add(*entry)
-            log.write(json.dumps({"done": list(statuses)}) + "\n")
+            log.write(json.dumps({"done": batch}) + "\n")
             log.flush()
-            for track_id in batch:
-                status = statuses.get(track_id, "skipped")  # removed from the source meanwhile
-                summary["skipped" if status == "skipped" else "moved"] += 1
-                report(track_id, status)
+            for track_id in batch:  # a track removed from the source meanwhile counts as skipped
+                summary["moved" if track_id in moved else "skipped"] += 1
+                report()
     return summary
