@@ -75,11 +75,12 @@ def test_time_range_selects_the_right_seconds(tmp_path):
     assert len(part) == 16000
     assert np.allclose(part[:8000], 0.3, atol=1e-3) and np.allclose(part[8000:], 0.4, atol=1e-3)
     assert len(load(path, 8000, start=8)) == 16000
+    assert len(load(path, 8000, start=8, end=30)) == 16000  # an end past the file means its end
 
 
 @pytest.mark.parametrize(
     "start,end,message",
-    [(5, 3, "must be after start"), (12, None, "outside the file"), (-1, 2, "outside the file"), (2, 30, "past the end")],
+    [(5, 3, "must be after start"), (12, None, "outside the file"), (-1, 2, "outside the file"), (6.5, 9, "outside")],
 )
 def test_bad_time_range_is_an_audio_error(tmp_path, clip, start, end, message):
     path = audiogen.write(tmp_path / "clip.wav", clip, SR)
