@@ -46,5 +46,9 @@ def _index(app):
 
 def readiness(app) -> dict:
     """{"ok": all ready, "redis": {"ok", "error"?}, "storage": {...}, "index": {...}}; never raises."""
-    parts = {"redis": _part(lambda: _redis(app)), "storage": _part(lambda: _storage(app)), "index": _part(lambda: _index(app))}
+    parts = {
+        "redis": _part(lambda: _redis(app)),
+        "storage": _part(lambda: _storage(app)),
+        "index": _part(lambda: _index(app)),
+    }
     return {"ok": all(part["ok"] for part in parts.values()), **parts}

@@ -56,9 +56,11 @@ def track_details(tracks, config):
         return None
     from pymongo.errors import PyMongoError
 
-    collection = _client(uri, int(config.get("ATLAS_TIMEOUT_MS") or 10000))[config.get("MONGODB_DATABASE") or "audiofind"][name]
+    client = _client(uri, int(config.get("ATLAS_TIMEOUT_MS") or 10000))
+    collection = client[config.get("MONGODB_DATABASE") or "audiofind"][name]
+    key, limit = config.get("RELATED_KEY") or "title", int(config.get("RELATED_LIMIT") or 20)
     try:
-        return related_for(tracks, collection, config.get("RELATED_KEY") or "title", int(config.get("RELATED_LIMIT") or 20))
+        return related_for(tracks, collection, key, limit)
     except PyMongoError as exc:
         log.warning("related songs from %r unavailable: %s", name, exc)
         return None

@@ -701,3 +701,17 @@ def test_readiness_check(db):
     db.fail = ServerSelectionTimeoutError("no servers")
     with pytest.raises(IndexUnavailable, match="cannot reach MongoDB"):
         index.check()
+
+
+def test_related_songs_never_break_a_search_when_mongodb_is_down():
+    from audiofind.plugins import make_plugin_manager
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = {"RELATED_COLLECTION": "related", "MONGODB_URI": f"mongodb://127.0.0.1:{port}/?directConnection=true",
+              "ATLAS_TIMEOUT_MS": 200}
+    pm = make_plugin_manager()
+    assert "related" in [f for fields in pm.hook.extra_track_fields(config=config) for f in fields or ()]
+    results = pm.hook.track_details(tracks=[{"track_id": "t1", "title": "Song 1"}], config=config)
+    assert all(not r for r in results)

@@ -363,7 +363,8 @@ class AtlasIndex(Index):
 
     def segments(self, track_id):
         with self._guard():
-            docs = list(self.db["segments"].find({"track_id": track_id}, {"start": 1, "end": 1, "vector": 1}).sort("i", 1))
+            fields = {"start": 1, "end": 1, "vector": 1}
+            docs = list(self.db["segments"].find({"track_id": track_id}, fields).sort("i", 1))
         if not docs and self.get(track_id) is None:
             raise KeyError(track_id)
         identity = self.embedder_identity() or {}
@@ -384,7 +385,9 @@ class AtlasIndex(Index):
         with self._guard():
             info = _search_index(self.db[collection], name)
         if info is None:
-            raise IndexUnavailable(f"Atlas search index {name!r} on {collection!r} does not exist: run `audiofind migrate`")
+            raise IndexUnavailable(
+                f"Atlas search index {name!r} on {collection!r} does not exist: run `audiofind migrate`"
+            )
         if not info.get("queryable"):
             raise IndexUnavailable(
                 f"Atlas search index {name!r} is not ready yet (status {info.get('status', '?')}): "
@@ -486,7 +489,10 @@ class AtlasIndex(Index):
             return [row.get("track_id") for row in self.db[collection].aggregate(pipeline)]
 
     def _caught_up(self, identity) -> bool:
-        indexes = (("tracks", TRACKS_INDEX, int(identity["dim"])), ("segments", SEGMENTS_INDEX, int(identity["window_dim"])))
+        indexes = (
+            ("tracks", TRACKS_INDEX, int(identity["dim"])),
+            ("segments", SEGMENTS_INDEX, int(identity["window_dim"])),
+        )
         # Added tracks, in batches by id: each must show once in tracks and with all its windows in segments.
         added = [(t, w) for t, (present, fields, w) in self._pending.items() if present and not fields]
         while added:
@@ -498,7 +504,8 @@ class AtlasIndex(Index):
                 batch, total = [added.pop(0)[0]], 0
             for collection, index, dim in indexes:
                 expected = len(batch) if collection == "tracks" else total
-                if expected and len(self._visible(collection, index, dim, {"track_id": {"$in": batch}}, expected)) < expected:
+                seen = self._visible(collection, index, dim, {"track_id": {"$in": batch}}, expected) if expected else []
+                if len(seen) < expected:
                     return False
         # Removed tracks must be gone; updated ones must match their new filter values.
         for track_id, (present, fields, _) in self._pending.items():
