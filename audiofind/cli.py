@@ -94,11 +94,11 @@ def ingest(obj, paths):
                 failed.append(str(error) if path.name in str(error) else f"{path.name}: {error}")
                 continue
             if outcome.status == "duplicate":
-                duplicates.append(f"{path.name}: same audio as {outcome.track.file} ({outcome.track.track_id})")
+                duplicates.append(f"{path.name}: already in the catalog as {outcome.track.file} ({outcome.track.track_id})")
             else:
                 added += 1
                 versions += outcome.version_of is not None
-    click.echo(f"added {added}, skipped {len(duplicates)} (already in the catalog), failed {len(failed)}")
+    click.echo(f"added {added}, skipped {len(duplicates)}, failed {len(failed)}")
     if versions:
         click.echo(f"{versions} of the added tracks are versions of catalog tracks (grouped)")
     for line in duplicates:
