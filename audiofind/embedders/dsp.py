@@ -54,10 +54,13 @@ class _Frames:
         if len(x) < N_FFT:
             self.rest = x
             return np.zeros((0, N_MELS), np.float32), np.zeros((0, 12), np.float32)
+        import scipy.fft
+
         n = 1 + (len(x) - N_FFT) // HOP
         frames = np.lib.stride_tricks.sliding_window_view(x[: (n - 1) * HOP + N_FFT], N_FFT)[::HOP]
         self.rest = x[n * HOP :]
-        power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2
+        spectrum = scipy.fft.rfft(frames * self.window, axis=1)
+        power = spectrum.real**2 + spectrum.imag**2
         logmel = 10 * np.log10(power @ self.mel + 1e-10)
         return logmel.astype(np.float32), (power @ self.chroma).astype(np.float32)
 
