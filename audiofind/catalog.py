@@ -104,7 +104,7 @@ class Catalog:
         stored_here = storage_key is None
         track.storage_key = storage_key or self.storage.new_key(file)
         if stored_here:
-            self.storage.put_file(path, track.storage_key)
+            self.storage.put_file(path, track.storage_key, filename=file)
         try:
             if self.index.embedder_identity() is None:
                 self.index.set_embedder_identity(embedder.identity)

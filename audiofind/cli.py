@@ -301,8 +301,8 @@ def migrate(obj, no_wait, timeout):
     from audiofind.migrate import migrate as run_migrations
 
     try:
-        for line in run_migrations(obj.app.config, wait=not no_wait, timeout=timeout) or []:
-            click.echo(line)
+        for report in run_migrations(obj.app.config, wait=not no_wait, timeout=timeout):
+            click.echo(f"{report['name']} on {report['collection']}: {report['action']} ({report['status']})")
     except USER_ERRORS as error:
         fail(error)
 
@@ -318,8 +318,10 @@ def move_up(obj, mongodb_uri, s3_bucket):
     source = dict(obj.app.config, INDEX="local", STORAGE="local")
     target = dict(obj.app.config, INDEX="atlas", STORAGE="s3", MONGODB_URI=mongodb_uri, S3_BUCKET=s3_bucket)
     try:
-        run_move_up(source, target, progress=lambda done, total: click.echo(f"\r{done}/{total}", nl=False, err=True))
+        summary = run_move_up(source, target, progress=lambda done, total: click.echo(f"\r{done}/{total}", nl=False, err=True))
     except USER_ERRORS as error:
         fail(error)
-    click.echo("\ndone")
+    click.echo(f"\nmoved {summary['moved']} of {summary['total']} tracks, {summary['skipped']} already there")
+    for file in summary["missing_files"]:
+        click.echo(f"  {file}: its audio was missing from local storage; moved without it", err=True)
 

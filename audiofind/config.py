@@ -38,6 +38,16 @@ DEFAULTS = {
     "SEARCH_JOB_TIMEOUT": 600,
     "INGEST_JOB_TIMEOUT": 3600,
     "JOB_RETRIES": 2,
+    # MongoDB Atlas: candidates per result for $vectorSearch, query windows used by segment search, timeouts.
+    "ATLAS_NUM_CANDIDATES_FACTOR": 20,
+    "ATLAS_SEGMENT_QUERY_WINDOWS": 32,
+    "ATLAS_INDEX_TIMEOUT": 600,
+    "ATLAS_TIMEOUT_MS": 10000,
+    # The "related songs" metadata plugin: a MongoDB collection joined to results by a key field.
+    "RELATED_COLLECTION": "",
+    "RELATED_KEY": "title",
+    "RELATED_LIMIT": 20,
+    "MOVE_UP_BATCH": 50,
     # Local index: exact search up to this many tracks, then the approximate (HNSW) index.
     "ANN_THRESHOLD": 20000,
 }

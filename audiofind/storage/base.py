@@ -24,7 +24,8 @@ class Storage:
             suffix = ""
         return f"{self.config.get('S3_PREFIX', 'audio/')}{uuid.uuid4().hex}{suffix}"
 
-    def put_file(self, local_path: Path, key: str, content_type: str = "") -> None:
+    def put_file(self, local_path: Path, key: str, content_type: str = "", filename: str = "") -> None:
+        """Store a local file under ``key``; ``filename`` (the user's) may be kept as object metadata."""
         raise NotImplementedError
 
     @contextlib.contextmanager
@@ -41,6 +42,16 @@ class Storage:
 
     def delete(self, key: str) -> None:
         raise NotImplementedError
+
+    def verify_upload(self, key: str, max_size: int) -> int:
+        """The uploaded object's size; deletes it and raises StorageError when missing or over ``max_size``.
+
+        A presigned S3 PUT signs its Content-Length, but S3-compatible servers may not enforce it."""
+        size = self.size(key)
+        if size > max_size:
+            self.delete(key)
+            raise StorageError(f"uploaded file {key!r} has {size} bytes; the limit is {max_size}")
+        return size
 
     def upload_target(self, key: str, content_type: str, size: int) -> dict:
         """Where the browser sends the bytes: {"upload_url", "method", "headers"} (signed, expiring)."""

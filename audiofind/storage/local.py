@@ -107,14 +107,6 @@ class LocalStorage(Storage):
     def delete(self, key):
         self.path(key).unlink(missing_ok=True)
 
-    def verify_upload(self, key: str, max_size: int) -> int:
-        """The uploaded object's size; deletes it and raises StorageError when missing or over ``max_size``."""
-        size = self.size(key)
-        if size > max_size:
-            self.delete(key)
-            raise StorageError(f"uploaded file {key!r} has {size} bytes; the limit is {max_size}")
-        return size
-
     # -- signed URLs (need a Flask app or request context: they call url_for)
     def _serializer(self, salt):
         from flask import current_app

@@ -123,17 +123,6 @@ class S3Storage(Storage):
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, key) from None
 
-    def verify_upload(self, key: str, max_size: int) -> int:
-        """The uploaded object's size; deletes it and raises StorageError when missing or over ``max_size``.
-
-        S3 enforces the signed Content-Length of our presigned PUT, but S3-compatible servers may not,
-        so the size is checked again after the upload."""
-        size = self.size(key)
-        if size > max_size:
-            self.delete(key)
-            raise StorageError(f"uploaded file {key!r} has {size} bytes; the limit is {max_size}")
-        return size
-
     def upload_target(self, key, content_type, size):
         content_type = base_type(content_type) or "application/octet-stream"
         limit = int(self.config.get("MAX_UPLOAD_BYTES") or 0)
