@@ -89,7 +89,7 @@ def test_bad_audio_fails_at_once_without_retries(app, audio_dir):
     bad = audio_dir / "broken.wav"
     audiogen.text_file(bad)
     key = stored(app, bad)
-    job = enqueue_search(app, key, {})
+    job = enqueue_search(app, key, {}, "broken.wav")
     assert job.retries_left == 2
     run_worker(app, burst=True)
     info = job_status(app, job.id)
@@ -145,7 +145,8 @@ def test_job_of_a_killed_worker_is_not_lost(app, app_config, audio_dir):
     queue = Queue("search", connection=redis_connection(app))
     # the worker's heartbeat would expire in a minute or two; look past it instead of waiting
     StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + 3600)
-    assert job_status(app, job.id)["status"] == "queued"
+    assert job_status(app, job.id)["status"] == "queued"  # scheduled for its retry
+    time.sleep(2.5)
     run_worker(app, burst=True)
     assert job_status(app, job.id)["status"] == "finished"
 

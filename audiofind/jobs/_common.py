@@ -26,15 +26,23 @@ def user_errors():
         job = current_job()
         if job is not None:
             job.retries_left = 0  # read by the worker's failure handling right after this raise
-            job.meta["error"] = _message(error)
+            job.meta["error"] = _message(error, job.meta.get("file"))
             job.meta["stage"] = "failed"
             job.save_meta()
         raise
 
 
-def _message(error):
+def _message(error, filename=None):
+    """The message for people: the user's file name, never our storage key or temporary path."""
+    from pathlib import Path
+
+    from audiofind.audio import AudioError
+
     if isinstance(error, KeyError):
         return f"unknown track {error.args[0]}" if error.args else "unknown track"
+    if isinstance(error, AudioError) and filename:
+        reason = error.reason.replace(error.path, filename).replace(Path(error.path).name, filename)
+        return f"{filename}: {reason}"
     return str(error)
 
 

@@ -67,10 +67,10 @@ def _enqueue(app, queue_name, func, args, timeout, result_ttl, meta):
         raise QueueUnavailable(f"the job queue cannot be reached ({error}); is Redis running?") from error
 
 
-def enqueue_search(app, key, options):
+def enqueue_search(app, key, options, filename=""):
     return _enqueue(
         app, SEARCH_QUEUE, "audiofind.jobs.search.run_search", (key, options),
-        app.config["SEARCH_JOB_TIMEOUT"], SEARCH_RESULT_TTL, {"kind": "search"},
+        app.config["SEARCH_JOB_TIMEOUT"], SEARCH_RESULT_TTL, {"kind": "search", "file": filename},
     )
 
 

@@ -75,24 +75,22 @@ def percent(score):
     return "–" if score is None else f"{max(0.0, float(score)) * 100:.0f}%"
 
 
-def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300, height=44, points=150):
-    """Coordinates for a server-rendered loudness picture: a filled, mirrored area and the matched region."""
+def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300, height=44, bars=90):
+    """Coordinates for a server-rendered loudness picture: one bar per slice of time (the loudest moment in
+    it), drawn as a single stroked path, and the best-matching region to highlight."""
     values = [min(1.0, max(0.0, float(v))) for v in (envelope or [])]
-    if len(values) > points:  # keep the loudest value of each bucket so peaks survive
-        step = len(values) / points
-        values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(points)]
-    middle = height / 2
-    if len(values) < 2:
-        area = f"M0,{middle - 1} H{width} V{middle + 1} H0 Z"
-    else:
-        dx = width / (len(values) - 1)
-        top = [f"{i * dx:.1f},{middle - max(v, 0.02) * middle:.1f}" for i, v in enumerate(values)]
-        bottom = [f"{i * dx:.1f},{middle + max(v, 0.02) * middle:.1f}" for i, v in reversed(list(enumerate(values)))]
-        area = "M" + " L".join(top + bottom) + " Z"
+    if len(values) > bars:
+        step = len(values) / bars
+        values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(bars)]
+    middle, dx = height / 2, width / max(len(values), 1)
+    path = " ".join(
+        f"M{(i + 0.5) * dx:.1f},{middle - max(v, 0.04) * (middle - 2):.1f}V{middle + max(v, 0.04) * (middle - 2):.1f}"
+        for i, v in enumerate(values)
+    ) or f"M0,{middle}H{width}"
     region = None
     if duration and match_start is not None:
         end = match_end if match_end is not None else match_start
         x = width * max(0.0, min(1.0, match_start / duration))
         w = max(width * (min(end, duration) - match_start) / duration, 2.0)
         region = {"x": round(x, 1), "width": round(min(w, width - x), 1)}
-    return {"width": width, "height": height, "area": area, "region": region}
+    return {"width": width, "height": height, "path": path, "bar": round(dx * 0.62, 2), "region": region}

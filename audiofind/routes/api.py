@@ -80,9 +80,9 @@ def create_search():
     options = parse_search_options(data, nested_filters=True)
     start, end = parse_range(data)
     key = data.get("key")
-    claim_upload(key)
+    filename = claim_upload(key)
     options.update(start=start, end=end)
-    job = enqueue_search(current_app, key, options)
+    job = enqueue_search(current_app, key, options, filename)
     status_url = url_for("api.get_search", job_id=job.id)
     response = jsonify(id=job.id, status_url=status_url)
     response.status_code = 202

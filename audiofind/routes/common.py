@@ -173,7 +173,7 @@ def claim_upload(key):
 
 
 def _mb(size):
-    return f"{size / 1e6:.1f} MB"
+    return f"{size / 2**20:.1f} MB"
 
 
 # -- results

@@ -50,9 +50,9 @@ def start_search():
     except UserError as error:
         return render_template("search/_status.html", job=None, error=str(error)), error.status
     options.update(start=start, end=end)
-    job = enqueue_search(current_app, key, options)
+    job = enqueue_search(current_app, key, options, filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "result": None, "error": None}
-    return render_template("search/_status.html", job=info, filename=filename, stages=STAGES), 202
+    return render_template("search/_status.html", job=info, stages=STAGES), 202
 
 
 @bp.get("/searches/<job_id>")
@@ -66,7 +66,8 @@ def search_status(job_id):
     results = info["result"] if info["status"] == "finished" else None
     return render(
         "search/index.html", "search/_status.html", job=info, stages=STAGES, results=results,
-        heading="Tracks that sound like your file", **_page_context(),
+        oob_results=is_htmx(), filename=info["file"], heading=f"Tracks that sound like {info['file'] or 'your file'}",
+        **_page_context(),
     )
 
 

@@ -58,7 +58,7 @@
     if (form.classList.contains("busy")) return;
     var limit = Number(form.dataset.maxUpload);
     if (file.size > limit) {
-      toast(file.name + " is too large: " + (file.size / 1e6).toFixed(1) + " MB; the limit is " + (limit / 1e6).toFixed(0) + " MB", "error");
+      toast(file.name + " is too large: " + (file.size / 1048576).toFixed(1) + " MB; the limit is " + (limit / 1048576).toFixed(0) + " MB", "error");
       return;
     }
     form.classList.add("busy");

@@ -1,0 +1,121 @@
+"""End to end in headless Chromium: `audiofind serve` (gunicorn, a worker, embedded Redis), a dropped file,
+the results, "More like this". The screenshot goes to test-output/ (and the test's tmp_path)."""
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import audiogen
+from audiofind.app import create_app, get_catalog
+
+SR = 32000
+CHROMIUM = "/usr/bin/chromium"
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, audio_dir):
+    """A catalog of five pieces, served by `audiofind serve` as a user starts it."""
+    data_dir = tmp_path / "instance"
+    env = {**os.environ, "AUDIOFIND_EMBEDDER": "dsp", "AUDIOFIND_SECRET_KEY": "test"}
+    env.pop("AUDIOFIND_REDIS_URL", None)
+    catalog = get_catalog(create_app({"DATA_DIR": str(data_dir), "EMBEDDER": "dsp", "SECRET_KEY": "test"}))
+    titles = ["Harbour Lights", "Cold Stream", "Amber Road", "Night Market", "Glass Garden"]
+    for seed, title in enumerate(titles):
+        path = audio_dir / f"{title.lower().replace(' ', '_')}.wav"
+        audiogen.write(path, audiogen.music(30, SR, seed=seed, bpm=96 + 8 * seed), SR, "WAV")
+        album = "Coastline" if seed % 2 == 0 else "City"
+        catalog.ingest(path, metadata={"title": title, "artist": "Test Ensemble", "album": album, "tags": "Synth"})
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir),
+         "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    line = ""
+    while "running at" not in line:
+        line = process.stdout.readline()
+        if not line:
+            pytest.fail("audiofind serve exited: " + process.stdout.read())
+    yield f"http://127.0.0.1:{port}"
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+
+
+def test_drop_a_file_see_results_then_more_like_this(server, audio_dir, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    reference = audio_dir / "my_reference.mp3"
+    audiogen.write(reference, audiogen.music(20, SR, seed=2, bpm=112), SR, "MP3")  # sounds like "Amber Road"
+    payload = base64.b64encode(reference.read_bytes()).decode()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(server + "/")
+        expect(page.get_by_text("Drop an audio file here")).to_be_visible()
+
+        # Drop the file on the drop zone, as a user dragging it from their desktop would.
+        transfer = page.evaluate_handle(
+            """([data, name]) => {
+                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, {type: "audio/mpeg"}));
+                return dt;
+            }""",
+            [payload, reference.name],
+        )
+        page.dispatch_event("[data-dropzone]", "dragenter", {"dataTransfer": transfer})
+        page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
+
+        results = page.locator("#results li.result")
+        expect(results.first).to_be_visible(timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("similar tracks found for my_reference.mp3")
+        expect(page.locator(".toast.success")).to_contain_text("Results are ready")
+        expect(results).to_have_count(5)
+        expect(results.first.locator("h3")).to_contain_text("Amber Road")
+        first = results.first
+        expect(first.locator(".score")).to_contain_text("% match")
+        expect(first.locator("svg.envelope rect.match")).to_have_count(1)
+        src = first.locator("audio").get_attribute("src")
+        assert "/storage/audio/" in src and "#t=" in src
+        page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
+        OUTPUT.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "results.png", OUTPUT / "browser-results.png")
+
+        # The toast hides itself after a few seconds.
+        expect(page.locator(".toast")).to_have_count(0, timeout=15_000)
+
+        # "More like this" on the second result swaps in that track's neighbours, never the track itself.
+        second_title = results.nth(1).locator("h3 a").inner_text()
+        results.nth(1).get_by_role("button", name="More like this").click()
+        expect(page.locator("#results h2")).to_have_text(f"More like {second_title}")
+        expect(results).to_have_count(4)
+        expect(page.locator("#results h3 a", has_text=second_title)).to_have_count(0)
+        page.screenshot(path=str(tmp_path / "more-like-this.png"), full_page=True)
+        shutil.copy(tmp_path / "more-like-this.png", OUTPUT / "browser-more-like-this.png")
+
+        # A file that is not audio: an error pop-up, and the page is usable again.
+        page.set_input_files("[data-search-file]", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                                            "buffer": b"not audio at all"}])
+        expect(page.locator(".toast.error")).to_contain_text("notes.txt is not an audio file")
+        expect(page.locator("#search-form")).not_to_have_class(re.compile(r"\bbusy\b"))
+        browser.close()

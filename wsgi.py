@@ -1,0 +1,7 @@
+"""The WSGI entry point for production: `gunicorn 'wsgi:app'` (configuration from AUDIOFIND_* variables).
+
+Run workers separately with `audiofind worker`; `audiofind serve` runs everything on one machine instead."""
+
+from audiofind.app import create_app
+
+app = create_app()
