@@ -700,8 +700,28 @@ class LocalIndex(Index):
         if ann is None or selected <= max(self._exact_subset(), _ANN_MIN_FRACTION * total):
             return None
         view, info = ann
-        fetch = int(max(4 * limit, _ANN_FETCH) * total / selected * max(1.0, view.size / max(total, 1)))
-        matches = view.search(queries * _ann_scale(queries.shape[1]), min(fetch, view.size), threads=_threads())
+        # A track's windows resemble each other, so the nearest windows come from few tracks: fetch enough
+        # windows per query window to reach `wanted` distinct tracks (retrying once with more).
+        wanted = max(3 * limit, _ANN_FETCH // 2)
+        per_track = total / max(1, int((snap.win_count > 0).sum()))
+        fetch = wanted * per_track * total / selected * max(1.0, view.size / max(total, 1))
+        for attempt in range(2):
+            approx, seen = self._ann_window_votes(snap, view, queries, int(min(fetch, view.size)), mask)
+            if len(seen) >= wanted or fetch >= view.size:
+                break
+            fetch *= 4
+        best = seen[_top(approx[seen], wanted)]
+        tail = np.flatnonzero((snap.win_row + snap.win_count > info["upto"]) & mask)
+        candidates = np.union1d(best, tail)
+        if len(candidates) < min(limit, int(mask.sum())):
+            return None
+        return candidates
+
+    @staticmethod
+    def _ann_window_votes(snap, view, queries, fetch, mask):
+        """(approximate score per track position, positions seen): per track, the sum over query windows
+        of its best window among the HNSW hits."""
+        matches = view.search(queries * _ann_scale(queries.shape[1]), fetch, threads=_threads())
         keys = matches.keys.reshape(len(queries), -1).astype(np.int64)
         sims = 1.0 - matches.distances.reshape(len(queries), -1)
         found = np.arange(keys.shape[1])[None, :] < np.asarray(matches.counts).reshape(-1, 1)
@@ -710,7 +730,6 @@ class LocalIndex(Index):
         positions = np.where(found, row_positions[np.where(found, keys, 0)], -1)
         found &= positions >= 0
         found[found] &= mask[positions[found]]
-        # Approximate score per track: the sum over query windows of its best window among the candidates.
         query_index = np.broadcast_to(np.arange(len(queries))[:, None], keys.shape)[found]
         positions, sims = positions[found], sims[found]
         order = np.lexsort((-sims, positions, query_index))
@@ -719,12 +738,7 @@ class LocalIndex(Index):
         first[1:] = pair[1:] != pair[:-1]
         approx = np.bincount(positions[order][first], weights=sims[order][first], minlength=len(snap))
         seen = np.flatnonzero(np.bincount(positions, minlength=len(snap)) > 0)
-        best = seen[_top(approx[seen], max(4 * limit, _ANN_FETCH))]
-        tail = np.flatnonzero((snap.win_row + snap.win_count > info["upto"]) & mask)
-        candidates = np.union1d(best, tail)
-        if len(candidates) < min(limit, int(mask.sum())):
-            return None
-        return candidates
+        return approx, seen
 
     def build_ann(self, rebuild: bool = False) -> dict:
         """Bring the HNSW indexes up to date now (add() does it by itself above ANN_THRESHOLD tracks)."""
