@@ -1,6 +1,7 @@
 """The PANNs Cnn14 embedder with the real architecture and a random-weight checkpoint in the official layout."""
 
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def embedder(checkpoint, tmp_path_factory):
     config = {"DATA_DIR": str(tmp_path_factory.mktemp("instance")), "PANNS_CHECKPOINT": str(checkpoint),
-              "PANNS_CHECKPOINT_URL": "http://127.0.0.1:9/", "DEVICE": "cpu", "PANNS_BATCH_SIZE": 2}
+              "PANNS_CHECKPOINT_URL": "http://127.0.0.1:9/", "DEVICE": "cpu", "PANNS_BATCH_SIZE": 2,
+              "PANNS_ENGINE": "torch"}  # the float32 reference; the ONNX and int8 paths are compared with it below
     return panns.PannsEmbedder(config)
 
 
@@ -146,7 +148,7 @@ def test_downloads_a_missing_checkpoint_once_with_progress(http_server, checkpoi
     monkeypatch.setattr(panns, "CHECKPOINT_BYTES", checkpoint.stat().st_size)
     instance = tmp_path / "instance"
     e = panns.PannsEmbedder({"DATA_DIR": str(instance), "PANNS_CHECKPOINT": "",
-                             "PANNS_CHECKPOINT_URL": f"{base}/Cnn14.pth", "DEVICE": "cpu"})
+                             "PANNS_CHECKPOINT_URL": f"{base}/Cnn14.pth", "DEVICE": "cpu", "PANNS_ENGINE": "torch"})
     e.check()
     target = instance / "models" / "Cnn14_mAP=0.431.pth"
     assert target.stat().st_size == checkpoint.stat().st_size
@@ -183,14 +185,14 @@ def test_streamed_logmel_equals_whole_file(embedder):
 
 
 def test_short_track_window_is_cnn14_forward_on_the_clip(embedder):
-    signal = music(8.0, seed=1)
+    signal = music(6.0, seed=1)
     result = embedder.embed(blocks(signal))
     with torch.inference_mode():
         out = embedder.model(torch.from_numpy(signal)[None])
     expected = out["embedding"][0].numpy()
     assert result.window_vectors.shape == (1, 2048)
     np.testing.assert_allclose(result.window_vectors[0], expected / np.linalg.norm(expected), atol=1e-4)
-    np.testing.assert_allclose(result.windows, [[0.0, 8.0]], atol=1e-6)
+    np.testing.assert_allclose(result.windows, [[0.0, 6.0]], atol=1e-6)
     scores = out["clipwise_output"][0].numpy()
     best = np.argsort(-scores)[:5]
     assert [label for label, _ in result.tags] == [audioset_labels()[i] for i in best]
@@ -199,20 +201,20 @@ def test_short_track_window_is_cnn14_forward_on_the_clip(embedder):
 
 def test_chunked_windows_equal_one_whole_track_pass(embedder, monkeypatch):
     monkeypatch.setattr(panns, "CHUNK_FRAMES", 256)  # many chunks (and batches of 2) on 20 s of audio
-    signal = music(20.0, seed=2)
+    signal = music(16.0, seed=2)
     sequence, duration = embedder.feature_sequence(blocks(signal))
     model = embedder.model
     logmel = whole_file_logmel(model, signal)
     with torch.inference_mode():
         whole = panns.trunk_module(model)(logmel)[0].numpy().T
-    assert duration == pytest.approx(20.0)
-    assert sequence.shape == whole.shape == (2001 // 32, 2048)
+    assert duration == pytest.approx(16.0)
+    assert sequence.shape == whole.shape == (1601 // 32, 2048)
     np.testing.assert_allclose(sequence, whole, atol=1e-5 * np.abs(whole).max())
 
     result = embedder.embed(blocks(signal))
     spans = panns.window_spans(len(whole))
-    assert spans == [(0, 32), (16, 48), (30, 62)]
-    np.testing.assert_allclose(result.windows, [[0, 10.24], [5.12, 15.36], [9.6, 20.0]], atol=1e-4)
+    assert spans == [(0, 32), (16, 48), (18, 50)]
+    np.testing.assert_allclose(result.windows, [[0, 10.24], [5.12, 15.36], [5.76, 16.0]], atol=1e-4)
     # Cnn14's clip head, written out: max + mean over time, fc1, relu; then L2-normalised.
     w = model.fc1.weight.detach().numpy()
     b = model.fc1.bias.detach().numpy()
@@ -234,3 +236,52 @@ def test_very_short_track_gives_one_window(embedder):
     assert result.window_vectors.shape == (1, 2048)
     np.testing.assert_allclose(result.windows, [[0.0, 0.3]], atol=1e-6)
     assert np.isfinite(result.vector).all()
+
+
+def test_unknown_precision_is_a_clear_error(checkpoint, tmp_path):
+    e = panns.PannsEmbedder({"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(checkpoint), "DEVICE": "cpu",
+                             "PANNS_PRECISION": "float8"})
+    with pytest.raises(EmbedderUnavailable, match="float8"):
+        e.check()
+
+
+@pytest.fixture(scope="session")
+def onnx_checkpoint(checkpoint, tmp_path_factory):
+    """A copy of the checkpoint in its own folder: the ONNX caches are written beside it."""
+    path = tmp_path_factory.mktemp("onnx") / checkpoint.name
+    os.link(checkpoint, path)
+    return path
+
+
+def test_onnx_runtime_float32_gives_the_reference_embeddings(embedder, onnx_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    e = panns.PannsEmbedder(dict(embedder.config, PANNS_ENGINE="onnx", PANNS_CHECKPOINT=str(onnx_checkpoint),
+                                 DATA_DIR=str(tmp_path)))
+    signal = music(4.0, seed=4)
+    ours = e.embed(blocks(signal))
+    reference = embedder.embed(blocks(signal))
+    np.testing.assert_allclose(ours.window_vectors, reference.window_vectors, atol=1e-4)
+    assert [t for t, _ in ours.tags] == [t for t, _ in reference.tags]
+    cached = list(onnx_checkpoint.parent.glob("*.trunk.onnx"))
+    assert len(cached) == 1 and str(onnx_checkpoint.stat().st_size) in cached[0].name
+
+
+def test_int8_calibrates_on_catalog_audio_and_refuses_when_inaccurate(embedder, onnx_checkpoint, tmp_path,
+                                                                      monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(panns, "CALIBRATION_TRACKS", 3)
+    config = dict(embedder.config, PANNS_PRECISION="int8", PANNS_CHECKPOINT=str(onnx_checkpoint),
+                  DATA_DIR=str(tmp_path))
+    e = panns.PannsEmbedder(config)
+    tracks = [music(2.0, seed=10 + i) for i in range(3)]
+    first = [e.embed(blocks(t)) for t in tracks]  # float32 while it gathers calibration clips, then int8
+    report = json.loads(next(onnx_checkpoint.parent.glob("*.trunk-int8.json")).read_text())
+    assert report["tracks"] == 3 and report["held_out_clips"] == 1 and report["cosine"] >= 0.99
+    np.testing.assert_allclose(first[0].window_vectors, embedder.embed(blocks(tracks[0])).window_vectors, atol=1e-4)
+    quantised = e.embed(blocks(tracks[1]))
+    assert float(quantised.vector @ first[1].vector) >= 0.99
+    # Another process reuses the calibration; a stricter threshold makes it refuse with the measured figure.
+    monkeypatch.setattr(panns, "INT8_MIN_COSINE", 1.01)
+    with pytest.raises(EmbedderUnavailable) as info:
+        panns.PannsEmbedder(config).check()
+    assert f"cosine {report['cosine']:.4f}" in str(info.value) and "float32" in str(info.value)

@@ -7,6 +7,7 @@ every ~10 s window is pooled from the resulting feature sequence, the way Cnn14'
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -14,6 +15,7 @@ import threading
 import types
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +183,8 @@ class LogmelStream:
     """Cnn14's log-mel frames computed block by block, equal to its whole-file spectrogram.
 
     Cnn14 reflect-pads the signal by n_fft/2 at both ends (center=True); we pad only at the real track
-    edges and carry the overlap between blocks, then apply the model's own STFT and mel layers.
+    edges and carry the overlap between blocks, then apply the same STFT (hann, 1024, hop 320) and the
+    model's own mel layer.
     """
 
     def __init__(self, model, device):
@@ -190,6 +193,7 @@ class LogmelStream:
         self.buffer = np.zeros(0, dtype=np.float32)
         self.samples = 0
         self.started = False
+        self.window = None
 
     def push(self, block) -> np.ndarray:
         block = np.asarray(block, dtype=np.float32).reshape(-1)
@@ -219,11 +223,13 @@ class LogmelStream:
             return np.zeros((0, 64), np.float32)
         used = self.buffer[: (n - 1) * HOP + N_FFT]
         self.buffer = self.buffer[n * HOP:]
-        stft = self.model.spectrogram_extractor.stft
+        if self.window is None:  # torchlibrosa's STFT is a conv1d with hann-windowed cos/sin kernels; an FFT
+            self.window = torch.hann_window(N_FFT, periodic=True, device=self.device)  # is the same, faster
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(used)).to(self.device)[None, None, :]
-            power = stft.conv_real(x) ** 2 + stft.conv_imag(x) ** 2  # (1, 513, n)
-            logmel = self.model.logmel_extractor(power[0].T)  # (n, 64)
+            x = torch.from_numpy(np.ascontiguousarray(used)).to(self.device)
+            spectrum = torch.stft(x, N_FFT, HOP, window=self.window, center=False, return_complex=True)
+            power = spectrum.real ** 2 + spectrum.imag ** 2  # (513, n)
+            logmel = self.model.logmel_extractor(power.T)  # (n, 64)
         return logmel.float().cpu().numpy()
 
 
@@ -322,6 +328,198 @@ def pool_windows(model, sequence: np.ndarray, spans):
     return embedding.cpu().numpy(), scores.cpu().numpy()
 
 
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")
+INT8_MIN_COSINE = 0.99
+CALIBRATION_TRACKS = 8  # int8: catalog tracks whose audio calibrates the quantisation (every third is held out)
+CALIBRATION_CLIP = 1024  # log-mel frames per calibration clip (~10 s)
+
+
+def _has_onnxruntime() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def cpu_has_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def torch_runner(model, device, precision=None):
+    """The trunk in PyTorch; ``precision`` bfloat16/float16 runs it under autocast (weights stay float32)."""
+    import torch
+
+    trunk = trunk_module(model)
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return trunk(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return run
+
+
+def cache_path(checkpoint: Path, kind: str) -> Path:
+    """A file beside the checkpoint, keyed by its size and mtime so a replaced checkpoint is never stale."""
+    stat = checkpoint.stat()
+    return checkpoint.with_name(f"{checkpoint.stem}.{stat.st_size}-{stat.st_mtime_ns}.{kind}")
+
+
+def _atomic_write(target: Path, write):
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def export_trunk(model, checkpoint: Path) -> Path:
+    """The trunk as ONNX (dynamic batch and length), exported once and cached beside the checkpoint."""
+    import torch
+
+    target = cache_path(checkpoint, "trunk.onnx")
+    if target.exists():
+        return target
+    trunk = trunk_module(model).to("cpu")
+    example = torch.zeros(1, 1, 2 * FRAMES_PER_STEP * 8, 64)
+
+    def write(tmp):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                trunk, (example,), tmp, input_names=["logmel"], output_names=["features"], opset_version=17,
+                dynamic_axes={"logmel": {0: "batch", 2: "frames"}, "features": {0: "batch", 2: "steps"}},
+                dynamo=False,
+            )
+
+    try:
+        _atomic_write(target, write)
+    except Exception as exc:  # exporter failures come in many types
+        raise EmbedderUnavailable(f"cannot export the Cnn14 trunk to ONNX at {target}: {exc}") from exc
+    return target
+
+
+def onnx_session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_runner(path: Path):
+    session = onnx_session(path)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {"logmel": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    run.session = session
+    return run
+
+
+class Int8Trunk:
+    """ONNX Runtime static int8 (QDQ, per-channel weights), calibrated on the user's own catalog audio.
+
+    Until a calibrated model exists, tracks are embedded in float32 and a few clips of each are kept;
+    after CALIBRATION_TRACKS tracks the model is quantised and compared with float32 on the held-out
+    tracks' clips. Below INT8_MIN_COSINE it refuses (EmbedderUnavailable with the figure), now and in every
+    later process, until the report file is deleted.
+    """
+
+    def __init__(self, embedder, float_run):
+        self.embedder = embedder
+        self.float_run = float_run
+        checkpoint = embedder.checkpoint
+        self.model_path = cache_path(checkpoint, "trunk-int8.onnx")
+        self.report_path = cache_path(checkpoint, "trunk-int8.json")
+        self.tracks = []  # calibration clips, one list per track
+        self.current = []  # clips of the track being embedded
+        self.session = None
+        self.cosine = None
+        if self.report_path.exists():
+            self._use(json.loads(self.report_path.read_text()))
+
+    def _use(self, report):
+        self.cosine = report["cosine"]
+        if self.cosine < INT8_MIN_COSINE:
+            raise EmbedderUnavailable(
+                f"int8 Cnn14 refused: its embeddings reach cosine {self.cosine:.4f} to float32 on "
+                f"{report['held_out_clips']} held-out clips of your catalog (minimum {INT8_MIN_COSINE}). "
+                f"Use AUDIOFIND_PANNS_PRECISION=float32 (or bfloat16), or delete {self.report_path} to calibrate again."
+            )
+        if self.session is None and self.model_path.exists():
+            self.session = onnx_session(self.model_path)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.session is not None:
+            return self.session.run(None, {"logmel": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        for chunk in batch:  # keep up to 3 clips of ~10 s from the middle of this track's chunks
+            frames = chunk.shape[1] // FRAMES_PER_STEP * FRAMES_PER_STEP
+            size = min(CALIBRATION_CLIP, frames)
+            start = (frames - size) // 2 // FRAMES_PER_STEP * FRAMES_PER_STEP
+            if size and len(self.current) < 3:
+                self.current.append(np.ascontiguousarray(chunk[None, :, start:start + size]))
+        return self.float_run(batch)
+
+    def track_done(self):
+        if self.session is None and self.current:
+            self.tracks.append(self.current)
+            self.current = []
+            if len(self.tracks) >= CALIBRATION_TRACKS:
+                self.build()
+
+    def build(self) -> float:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        if len(self.tracks) < 2:
+            raise EmbedderUnavailable("int8 calibration needs the audio of at least 2 catalog tracks")
+        held = [i % 3 == 2 or (len(self.tracks) == 2 and i == 1) for i in range(len(self.tracks))]
+        held_out = [clip for t, h in zip(self.tracks, held) if h for clip in t]
+        calibration = [clip for t, h in zip(self.tracks, held) if not h for clip in t]
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.clips = iter(calibration)
+
+            def get_next(self):
+                clip = next(self.clips, None)
+                return None if clip is None else {"logmel": clip}
+
+        float_model = export_trunk(self.embedder.model, self.embedder.checkpoint)
+
+        def write(tmp):
+            with tempfile.TemporaryDirectory(dir=self.model_path.parent) as work:
+                prepared = Path(work) / "prepared.onnx"
+                quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+                quantize_static(
+                    str(prepared), tmp, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                )
+
+        _atomic_write(self.model_path, write)
+        session = onnx_session(self.model_path)
+        cosines = []
+        model = self.embedder.model
+        for clip in held_out:
+            ours = session.run(None, {"logmel": clip})[0][0].T
+            reference = self.float_run(clip)[0].T
+            a = pool_windows(model, reference, [(0, len(reference))])[0][0]
+            b = pool_windows(model, ours, [(0, len(ours))])[0][0]
+            cosines.append(float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)))
+        report = {"cosine": float(np.mean(cosines)), "min_cosine": float(np.min(cosines)),
+                  "held_out_clips": len(held_out), "calibration_clips": len(calibration),
+                  "tracks": len(self.tracks)}
+        self.report_path.write_text(json.dumps(report))
+        self.tracks = []
+        self._use(report)
+        return report["cosine"]
+
+
 class PannsEmbedder(Embedder):
     name = "panns"
     version = "cnn14-1"
@@ -361,19 +559,49 @@ class PannsEmbedder(Embedder):
             return model
 
     def _make_runner(self, model):
-        import torch
-
         precision = (self.config.get("PANNS_PRECISION") or "float32").lower()
-        if precision != "float32":
-            raise EmbedderUnavailable(f"AUDIOFIND_PANNS_PRECISION={precision!r} is not one of float32")
-        trunk = trunk_module(model)
-        device = self.device
+        engine = (self.config.get("PANNS_ENGINE") or "auto").lower()
+        if precision not in PRECISIONS:
+            raise EmbedderUnavailable(
+                f"AUDIOFIND_PANNS_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
+        if engine not in ("auto", "torch", "onnx"):
+            raise EmbedderUnavailable(f"AUDIOFIND_PANNS_ENGINE={engine!r} is not one of auto, torch, onnx")
+        cuda = self.device.type == "cuda"
+        if precision == "float16" and not cuda:
+            raise EmbedderUnavailable("AUDIOFIND_PANNS_PRECISION=float16 needs a CUDA device; on CPU use bfloat16")
+        if precision == "bfloat16" and not cuda and not cpu_has_bf16():
+            raise EmbedderUnavailable(
+                "AUDIOFIND_PANNS_PRECISION=bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+                "it would be slower than float32, use float32"
+            )
+        if precision == "int8":
+            if cuda:
+                raise EmbedderUnavailable("AUDIOFIND_PANNS_PRECISION=int8 runs on CPU only; on a GPU use float16")
+            return Int8Trunk(self, torch_runner(model, self.device))
+        if precision == "float32" and not cuda and engine != "torch" and _has_onnxruntime():
+            try:
+                return onnx_runner(export_trunk(model, self.checkpoint))
+            except EmbedderUnavailable:
+                if engine == "onnx":
+                    raise
+                warnings.warn("ONNX export of the Cnn14 trunk failed; using PyTorch", RuntimeWarning)
+        return torch_runner(model, self.device, None if precision == "float32" else precision)
 
-        def run(batch: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return trunk(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+    def calibrate_int8(self, tracks) -> float:
+        """Build the int8 trunk from ``tracks`` (an iterable of block iterables, the catalog's own audio).
 
-        return run
+        Returns the mean cosine to float32 on held-out clips; raises EmbedderUnavailable when it is too low.
+        """
+        self._load()
+        if not isinstance(self._run, Int8Trunk):
+            raise EmbedderUnavailable("calibrate_int8 needs AUDIOFIND_PANNS_PRECISION=int8")
+        for blocks in tracks:
+            self.feature_sequence(blocks)
+            self._run.track_done()
+            if self._run.session is not None:
+                return self._run.cosine
+        return self._run.build()
 
     def feature_sequence(self, blocks):
         """The trunk's 2048-channel sequence for a track (one row per 0.32 s) and its duration in seconds."""
@@ -383,12 +611,15 @@ class PannsEmbedder(Embedder):
         for block in blocks:
             chunks.push(stream.push(block))
         chunks.push(stream.finish())
-        return chunks.finish(), stream.samples / self.sample_rate
+        sequence = chunks.finish()
+        return sequence, stream.samples / self.sample_rate
 
     def embed(self, blocks) -> Embedding:
         from audiofind.labels import audioset_labels
 
         sequence, duration = self.feature_sequence(blocks)
+        if isinstance(self._run, Int8Trunk):
+            self._run.track_done()  # may calibrate now, and refuse (raise) if int8 is not accurate enough
         spans = window_spans(len(sequence))
         embeddings, scores = pool_windows(self.model, sequence, spans)
         window_vectors = l2_normalise(embeddings)
