@@ -398,6 +398,13 @@ def test_local_refuses_bad_vectors(local):
     with pytest.raises(ValueError, match="twice"):
         local.add_many([(make_track(3), unit(rng, DIM), windows_for(1), unit(rng, 1, WDIM))] * 2)
     assert local.get(make_track(3).track_id) is None
+    # An emptied catalog may change embedder (re-index): new widths, new files.
+    for track in local.list(limit=100):
+        local.remove(track.track_id)
+    local.set_embedder_identity({**IDENTITY, "dim": 2 * DIM, "window_dim": 2 * WDIM})
+    add(local, make_track(4), rng, vector=unit(rng, 2 * DIM), window_vectors=unit(rng, 2, 2 * WDIM))
+    assert local.search(unit(rng, 2 * DIM), 5, Filters())[0].track_id == make_track(4).track_id
+    assert len(list(local.root.glob("*_vectors.*.f32"))) == 2
     with pytest.raises(ValueError, match="updatable"):
         local.update(make_track(2).track_id, {"content_hash": "x"})
 

@@ -310,7 +310,15 @@ class LocalIndex(Index):
                     f"not {identity}; re-index it with the new embedder (a fresh DATA_DIR) instead of mixing them"
                 )
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (json.dumps(identity, sort_keys=True),))
+            if current is not None and json.loads(current) != identity:
+                # An emptied catalog changes embedder: start new vector files (the old rows have another width).
+                files = int(self._meta("files", conn))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'files'", (str(files + 1),))
+                conn.execute("DELETE FROM meta WHERE key LIKE 'ann_%'")
             self._bump(conn, epoch=True)
+        for path in list(self.root.glob("*_vectors.*.f32")) + list(self.root.glob("*.usearch")):
+            if path.name.split(".")[1] != self._meta("files"):
+                path.unlink(missing_ok=True)
 
     def _require_identity(self) -> dict:
         identity = self.embedder_identity()
