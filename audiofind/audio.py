@@ -65,6 +65,11 @@ def _ffmpeg_kind(path: Path) -> Optional[str]:
     return _FFMPEG_ONLY.get(path.suffix.lower())
 
 
+def _has_mp4_signature(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8)[4:8] == b"ftyp"
+
+
 def _wav_truncation(path: Path) -> Optional[str]:
     """libsndfile silently shortens a WAV whose data chunk runs past the end of the file; the header knows better."""
     rate = align = 0
@@ -103,13 +108,18 @@ def _ffprobe(path: Path) -> AudioInfo:
         text=True,
     )
     if done.returncode != 0:
-        raise AudioError(path, f"is not an audio file ({_last_line(done.stderr) or 'ffprobe cannot read it'})")
+        detail = _last_line(done.stderr).replace(f"{path}: ", "") or "ffprobe cannot read it"
+        if _ffmpeg_kind(path) == "M4A/AAC" and _has_mp4_signature(path):
+            raise AudioError(path, f"is truncated or corrupt ({detail})")
+        raise AudioError(path, f"is not an audio file (format not recognised: {detail})")
     data = json.loads(done.stdout or "{}")
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise AudioError(path, "is not an audio file (no audio stream)")
     stream, fmt = streams[0], data.get("format", {})
     duration = float(stream.get("duration") or fmt.get("duration") or 0)
+    if duration <= 0 or int(stream.get("sample_rate") or 0) <= 0:
+        raise AudioError(path, "is not an audio file (no decodable audio)")
     name = fmt.get("format_name", "")
     label = "M4A" if "mp4" in name or "m4a" in name else name.split(",")[0].upper()
     return AudioInfo(str(path), duration, int(stream.get("sample_rate", 0)), int(stream.get("channels", 1)), label, 0)

@@ -208,3 +208,27 @@ def test_envelope_follows_loudness():
     assert envelope[50] == pytest.approx(1.0, abs=0.01)
     assert envelope[200] == pytest.approx(1 - 40 / 60, abs=0.02)
     assert envelope[350] == 0.0
+
+
+needs_ffmpeg = pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is not installed")
+
+
+@needs_ffmpeg
+def test_m4a_time_range_and_truncation(tmp_path, clip):
+    path = audiogen.write(tmp_path / "clip.m4a", clip, SR)
+    assert len(load(path, 16000, start=1, end=4.5)) / 16000 == pytest.approx(3.5, abs=0.05)
+    cut = audiogen.truncated(tmp_path / "cut.m4a", clip, SR, keep=0.6)
+    with pytest.raises(AudioError, match=r"cut.m4a: is truncated or corrupt"):
+        probe(cut, DEFAULTS)
+
+
+@pytest.mark.parametrize("ffmpeg", [True, False])
+def test_random_bytes_are_not_audio_with_or_without_ffmpeg(tmp_path, monkeypatch, ffmpeg):
+    if ffmpeg and not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg is not installed")
+    if not ffmpeg:
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+    for n, ext in ((3000, "mp3"), (500_000, "mp3"), (500_000, "flac"), (50_000, "ogg")):
+        path = audiogen.noise_file(tmp_path / f"random{n}.{ext}", n, seed=n)
+        with pytest.raises(AudioError, match=rf"random{n}.{ext}: is not an audio file \("):
+            probe(path, DEFAULTS)
