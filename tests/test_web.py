@@ -225,3 +225,78 @@ def test_widget_snippet_with_cors_for_configured_origins_only(app, client, catal
 def test_unknown_page_is_a_friendly_404(client):
     answer = client.get("/no/such/page")
     assert answer.status_code == 404 and "Back to search" in text(answer)
+
+
+# -- admin
+
+
+def test_admin_login_with_token_then_pages_and_rq_dashboard(app, client, catalog):
+    app.config["ADMIN_TOKEN"] = "s3cret"
+    first = client.get("/admin/")
+    assert first.status_code == 302 and "/admin/login" in first.headers["Location"]
+    assert client.get("/admin/rq/").status_code == 302
+    hx = client.get("/admin/tracks", headers=HX)
+    assert hx.status_code == 401 and hx.headers["HX-Redirect"] == "/admin/login"
+    wrong = client.post("/admin/login", data={"token": "guess"})
+    assert wrong.status_code == 401 and "not right" in text(wrong)
+    assert client.post("/admin/login?next=/admin/rq/", data={"token": "s3cret"}).headers["Location"] == "/admin/rq/"
+    page = text(client.get("/admin/"))
+    assert "Catalog admin" in page and "Drop audio files here" in page and "Import CSV" in page
+    assert page.count('hx-delete="/admin/tracks/') == 3 and "Morning" in page
+    dashboard = client.get("/admin/rq/")
+    assert dashboard.status_code == 200 and "RQ" in text(dashboard)
+    assert client.get("/admin/rq/0/data/queues.json").status_code == 200
+    client.post("/admin/logout")
+    assert client.get("/admin/").status_code == 302
+
+
+def test_admin_without_token_only_from_this_machine(client, catalog):
+    assert client.get("/admin/").status_code == 200
+    remote = client.get("/admin/", environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert remote.status_code == 403 and "AUDIOFIND_ADMIN_TOKEN" in text(remote)
+    assert client.get("/admin/rq/", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 403
+
+
+def test_admin_track_list_search_and_remove(app, client, catalog):
+    listing = text(client.get("/admin/tracks?q=nig", headers=HX))
+    assert "Night" in listing and "Morning" not in listing and "<html" not in listing
+    night = track_id(catalog, "Night")
+    refused = client.delete(f"/admin/tracks/{night}", headers={**HX, "Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403
+    removed = client.delete(f"/admin/tracks/{night}", headers=HX)
+    assert removed.status_code == 200 and "Removed Night" in text(removed)
+    assert get_catalog(app).get(night) is None
+    again = client.delete(f"/admin/tracks/{night}", headers=HX)
+    assert again.status_code == 404 and again.headers["HX-Reswap"] == "none"
+
+
+def test_admin_ingest_row_polls_until_added(app, client, catalog, audio_dir):
+    new = audio_dir / "dawn.wav"
+    audiogen.write(new, audiogen.music(12, SR, seed=11), SR, "WAV")
+    key = upload(client, new)
+    row = client.post("/admin/ingests", data={"key": key, "filename": "dawn.wav"}, headers=HX)
+    html = text(row)
+    assert row.status_code == 202 and "<tr" in html and "dawn.wav" in html and "hx-trigger" in html
+    run_worker(app, burst=True)
+    finished = client.get(poll_url(html), headers=HX)
+    done = text(finished)
+    assert "added" in done and "hx-trigger" not in done
+    assert finished.headers["HX-Trigger"] == "catalogChanged"  # the track list reloads
+    assert any(t["file"] == "dawn.wav" for t in get_catalog(app).list(0, 10))
+    # the same audio again is recognised
+    key = upload(client, new)
+    html = text(client.post("/admin/ingests", data={"key": key, "filename": "dawn copy.wav"}, headers=HX))
+    run_worker(app, burst=True)
+    assert "already in the catalog" in text(client.get(poll_url(html), headers=HX))
+    bad = client.post("/admin/ingests", data={"key": "audio/forged.wav"}, headers=HX)
+    assert bad.status_code == 400 and "upload the file again" in text(bad)
+
+
+def test_admin_metadata_import_errors(client, catalog):
+    import io
+
+    missing = client.post("/admin/metadata", data={}, headers=HX)
+    assert missing.status_code == 400 and "Choose a CSV" in text(missing)
+    no_file_column = client.post("/admin/metadata", data={"csv": (io.BytesIO(b"name,title\na,b\n"), "m.csv")},
+                                 content_type="multipart/form-data", headers=HX)
+    assert no_file_column.status_code == 400 and "no &#39;file&#39; column" in text(no_file_column)

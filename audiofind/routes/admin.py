@@ -117,7 +117,10 @@ def ingest_status(job_id):
     info = job_status(current_app, job_id, kind="ingest")
     if info is None:
         return render_template("admin/_ingest_row.html", job=None, filename="", error="unknown job"), 404
-    return render_template("admin/_ingest_row.html", job=info, filename=info["file"])
+    response = make_response(render_template("admin/_ingest_row.html", job=info, filename=info["file"]))
+    if info["status"] == "finished" and (info["result"] or {}).get("status") == "added":
+        response.headers["HX-Trigger"] = "catalogChanged"  # the track list below reloads itself
+    return response
 
 
 @bp.post("/metadata")
