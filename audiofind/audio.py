@@ -70,6 +70,65 @@ def _has_mp4_signature(path: Path) -> bool:
         return f.read(8)[4:8] == b"ftyp"
 
 
+# MPEG audio frame header tables: kbit/s by [version is MPEG-1][layer] and bitrate index, Hz by version.
+_MPEG_BITRATES = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_BITRATES[(False, 3)] = _MPEG_BITRATES[(False, 2)]
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frames(path: Path) -> Optional[int]:
+    """The exact number of samples of an MP3 without a Xing/Info/VBRI header, by walking its frame headers.
+
+    Without such a header libsndfile estimates the length from the file size and the first frame's
+    bitrate, which for a VBR file can be several times the truth. None when a header is present (then
+    libsndfile's count is exact) or the file does not parse.
+    """
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = 0
+        if data[:3] == b"ID3" and len(data) >= 10:
+            size = data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9]
+            pos = 10 + size + (10 if data[5] & 0x10 else 0)
+        samples = frames = 0
+        end = len(data) - 4
+        while pos <= end:
+            b1, b2, b3 = data[pos + 1], data[pos + 2], data[pos + 3]
+            if data[pos] != 0xFF or b1 & 0xE0 != 0xE0:
+                if frames:  # trailing tags (ID3v1, APE) or junk after the audio
+                    break
+                pos += 1
+                continue
+            version, layer = (b1 >> 3) & 3, 4 - ((b1 >> 1) & 3)
+            bitrate_index, rate_index = b2 >> 4, (b2 >> 2) & 3
+            if version == 1 or layer == 4 or bitrate_index in (0, 15) or rate_index == 3:
+                if frames:
+                    break
+                pos += 1
+                continue
+            mpeg1 = version == 3
+            bitrate = _MPEG_BITRATES[(mpeg1, layer)][bitrate_index] * 1000
+            rate = _MPEG_RATES[version][rate_index]
+            padding = (b2 >> 1) & 1
+            if layer == 1:
+                length, count = (12 * bitrate // rate + padding) * 4, 384
+            else:
+                count = 1152 if layer == 2 or mpeg1 else 576
+                length = count // 8 * bitrate // rate + padding
+            if frames == 0 and any(tag in data[pos : pos + min(length, 200)] for tag in (b"Xing", b"Info", b"VBRI")):
+                return None
+            samples += count
+            frames += 1
+            pos += length
+        return samples or None
+
+
 def _wav_truncation(path: Path) -> Optional[str]:
     """libsndfile silently shortens a WAV whose data chunk runs past the end of the file; the header knows better."""
     rate = align = 0
@@ -143,7 +202,17 @@ def _open_info(path: Path) -> tuple[AudioInfo, bool]:
         raise AudioError(path, "is not an audio file (format not recognised)") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(path, "is not an audio file (no audio frames)")
-    return AudioInfo(str(path), info.frames / info.samplerate, info.samplerate, info.channels, info.format, 0), True
+    frames, native = info.frames, True
+    if info.format == "MP3":
+        frames = _mp3_frames(path) or frames
+        if frames > info.frames + info.samplerate // 2:
+            # libsndfile stops reading at its (under)estimate: only ffmpeg reads such a file to its end.
+            if not shutil.which("ffmpeg"):
+                raise AudioError(
+                    path, "is a VBR MP3 without a length header, which needs ffmpeg to decode (install ffmpeg)"
+                )
+            native = False
+    return AudioInfo(str(path), frames / info.samplerate, info.samplerate, info.channels, info.format, 0), native
 
 
 def probe(path, config) -> AudioInfo:

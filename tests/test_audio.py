@@ -1,4 +1,5 @@
 import shutil
+import subprocess
 import wave
 
 import numpy as np
@@ -232,3 +233,30 @@ def test_random_bytes_are_not_audio_with_or_without_ffmpeg(tmp_path, monkeypatch
         path = audiogen.noise_file(tmp_path / f"random{n}.{ext}", n, seed=n)
         with pytest.raises(AudioError, match=rf"random{n}.{ext}: is not an audio file \("):
             probe(path, DEFAULTS)
+
+
+@needs_ffmpeg
+def test_vbr_mp3_without_xing_header_has_its_true_duration(tmp_path):
+    # libsndfile guesses such a file's length from its first frame's bitrate, often far off.
+    wav = audiogen.write(tmp_path / "source.wav", audiogen.music(30, 44100, seed=7), 44100)
+    path = tmp_path / "vbr.mp3"
+    command = ["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", "-q:a", "7", "-write_xing", "0", str(path)]
+    subprocess.run(command, check=True)
+    assert probe(path, DEFAULTS).duration == pytest.approx(30, abs=0.1)
+    assert len(load(path, 16000)) / 16000 == pytest.approx(30, abs=0.1)
+    assert len(load(path, 16000, start=20)) / 16000 == pytest.approx(10, abs=0.1)
+
+
+def test_vbr_mp3_without_xing_header_needs_ffmpeg_when_libsndfile_would_stop_early(tmp_path, monkeypatch):
+    import soundfile
+
+    path = tmp_path / "vbr.mp3"
+    if shutil.which("ffmpeg"):
+        wav = audiogen.write(tmp_path / "source.wav", audiogen.music(30, 44100, seed=7), 44100)
+        command = ["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", "-q:a", "7", "-write_xing", "0"]
+        subprocess.run([*command, str(path)], check=True)
+    if not path.exists() or soundfile.info(str(path)).duration > 29:
+        pytest.skip("needs ffmpeg to make a header-less VBR MP3 that libsndfile under-estimates")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(AudioError, match=r"vbr.mp3: is a VBR MP3 without a length header, which needs ffmpeg"):
+        probe(path, DEFAULTS)
