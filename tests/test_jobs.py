@@ -242,3 +242,14 @@ def test_serve_says_when_the_embedder_cannot_load(tmp_path):
     assert server.returncode != 0
     assert "embedder cannot load" in out and str(missing) in out and "AUDIOFIND_EMBEDDER=dsp" in out
     assert "running at" not in out
+
+
+def test_worker_without_redis_says_what_to_do(app):
+    app.config["REDIS_URL"] = ""
+    app.extensions.pop("audiofind.redis", None)
+    with pytest.raises(SystemExit, match="AUDIOFIND_REDIS_URL"):
+        run_worker(app, burst=True)
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    app.extensions.pop("audiofind.redis", None)
+    with pytest.raises(SystemExit, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+        run_worker(app, burst=True)

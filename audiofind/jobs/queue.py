@@ -154,6 +154,12 @@ def run_worker(app, queues=None, burst=False):
     _worker_app = app
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
+        redis_connection(app).ping()
+    except QueueUnavailable as error:
+        sys.exit(f"worker cannot start: {error}")
+    except Exception as error:  # redis.ConnectionError and friends
+        sys.exit(f"worker cannot start: cannot reach Redis at {app.config['REDIS_URL']} ({error})")
+    try:
         with app.app_context():
             get_catalog(app).check()  # load the model now, before the first job waits for it
     except (EmbedderUnavailable, IndexUnavailable) as error:

@@ -1,0 +1,147 @@
+"""Query latency: a 4-minute MP3 dropped on the running app (API + worker, embedded defaults) until its results
+are ready, against the article's get_embedding() on the same file.
+
+    python bench/bench_query.py [--runs 5] [--baseline-runs 3] [--catalog 8]
+
+Ours: `audiofind serve` (gunicorn, one RQ worker, embedded Redis, PANNs Cnn14 float32 — the defaults) on a
+fresh instance folder holding a small catalog of other wesnoth tracks. Each run is what the page does: POST
+/api/v1/uploads, PUT the bytes to the signed URL, POST /api/v1/searches, poll the status URL every 50 ms until
+it is finished; the time is from the first request to the finished status (upload, queue, decode, embed,
+search, result). The first run after start-up is reported apart (warm-up). Baseline: get_embedding() from
+bench/baseline.py (loads the checkpoint, librosa at 44.1 kHz, one forward pass) on the same file, in this
+process, median of --baseline-runs. Both use the same random-weight checkpoint of the real size.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, cpu_model, duration_seconds, random_checkpoint, wesnoth_mp3s  # noqa: E402
+
+QUERY = "weight_of_revenge.mp3"  # 243 s, the wesnoth track closest to four minutes
+OUT = ROOT / "bench" / "out"
+
+
+def _http(method, url, body=None, headers=None):
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if isinstance(body, dict):
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=600) as response:
+        raw = response.read()
+        return json.loads(raw) if response.headers.get_content_type() == "application/json" else raw
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(data_dir, env):
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir), "serve",
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+    )
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            raise SystemExit("audiofind serve exited before it was ready")
+        if "running at" in line:
+            break
+    # keep draining its output so the pipe never fills
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    return process, f"http://127.0.0.1:{port}"
+
+
+def one_query(base, path):
+    data = path.read_bytes()
+    started = time.perf_counter()
+    target = _http("POST", f"{base}/api/v1/uploads",
+                   {"filename": path.name, "content_type": "audio/mpeg", "size": len(data)})
+    _http(target["method"], target["upload_url"], data, target["headers"])
+    job = _http("POST", f"{base}/api/v1/searches", {"key": target["key"], "limit": 10})
+    while True:
+        status = _http("GET", base + job["status_url"])
+        if status["status"] in ("finished", "failed"):
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    if status["status"] != "finished":
+        raise SystemExit(f"search failed: {status['error']}")
+    return elapsed, len(status["results"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--baseline-runs", type=int, default=3)
+    parser.add_argument("--catalog", type=int, default=8, help="catalog tracks (other wesnoth files)")
+    args = parser.parse_args()
+
+    checkpoint = random_checkpoint()
+    mp3s = wesnoth_mp3s()
+    query = next(p for p in mp3s if p.name == QUERY)
+    others = [p for p in mp3s if p != query and 40 <= duration_seconds(p) <= 240][: args.catalog]
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-query-"))
+    env = {**os.environ, "AUDIOFIND_PANNS_CHECKPOINT": str(checkpoint), "AUDIOFIND_DEVICE": "cpu",
+           "AUDIOFIND_SECRET_KEY": "bench"}
+    for name in ("AUDIOFIND_REDIS_URL", "AUDIOFIND_EMBEDDER", "AUDIOFIND_PANNS_PRECISION"):
+        env.pop(name, None)
+    subprocess.run(  # the catalog, through the real command
+        [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir), "ingest",
+         *map(str, others)], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    server, base = start_serve(data_dir, env)
+    try:
+        warmup, found = one_query(base, query)
+        ours = [one_query(base, query)[0] for _ in range(args.runs)]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+
+    from bench.baseline import get_embedding
+
+    baseline = []
+    for _ in range(args.baseline_runs):
+        started = time.perf_counter()
+        get_embedding(query, checkpoint)
+        baseline.append(time.perf_counter() - started)
+
+    ours_median, baseline_median = statistics.median(ours), statistics.median(baseline)
+    result = {
+        "machine": cpu_model(), "cpus": os.cpu_count(), "query": query.name,
+        "query_seconds": round(duration_seconds(query), 1), "catalog_tracks": len(others), "results": found,
+        "ours_runs_s": [round(t, 3) for t in ours], "ours_warmup_s": round(warmup, 3),
+        "ours_median_s": round(ours_median, 3), "baseline_runs_s": [round(t, 3) for t in baseline],
+        "baseline_median_s": round(baseline_median, 3), "ratio": round(ours_median / baseline_median, 3),
+        "target_ratio": 0.25,
+    }
+    result["met"] = result["ratio"] <= result["target_ratio"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "query.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"\nquery latency, {query.name} ({result['query_seconds']} s MP3): ours {ours_median:.2f} s (median of "
+          f"{len(ours)}), baseline {baseline_median:.2f} s -> {result['ratio']:.2f} of the baseline "
+          f"(target <= 0.25: {'met' if result['met'] else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
