@@ -222,7 +222,7 @@ class Catalog:
     def search_file(self, path, *, start=None, end=None, **options) -> list:
         """The catalog tracks that sound most like the audio file (or its start..end range)."""
         query = self.embed_query(path, start=start, end=end)
-        return self.search_embedding(query.vector, query.window_vectors, **options)
+        return self.search_embedding(query.vector, query.window_vectors, query.windows, **options)
 
     def similar(self, track_id: str, *, filters=None, **options) -> list:
         """"More like this": the neighbours of a catalog track, never the track itself."""
@@ -234,13 +234,15 @@ class Catalog:
             exclude_track_ids=[*(filters.exclude_track_ids if filters else []), track_id],
             exclude_files=[*(filters.exclude_files if filters else []), track.file],
         )
-        _, window_vectors = self.index.segments(track_id)
-        return self.search_embedding(self.index.track_vector(track_id), window_vectors, filters=filters, **options)
+        windows, window_vectors = self.index.segments(track_id)
+        vector = self.index.track_vector(track_id)
+        return self.search_embedding(vector, window_vectors, windows, filters=filters, **options)
 
     def search_embedding(
         self,
         vector,
         window_vectors,
+        windows,
         *,
         limit=10,
         filters=None,
@@ -267,9 +269,7 @@ class Catalog:
             hits = _cap(hits, per_album, lambda hit: tracks[hit.track_id].album)
         if per_artist:
             hits = _cap(hits, per_artist, lambda hit: tracks[hit.track_id].artist)
-        hits = hits[:limit]
-        if mode == "track":
-            hits = [self._locate(hit, window_vectors) for hit in hits]
+        hits = [self._locate(hit, window_vectors, windows) for hit in hits[:limit]]
         results = []
         for rank, hit in enumerate(hits, 1):
             result = _result(tracks[hit.track_id], hit, rank)
@@ -277,13 +277,27 @@ class Catalog:
             results.append(result)
         return self._enrich(results)
 
-    def _locate(self, hit: Hit, window_vectors) -> Hit:
-        """Where in the result track the query matches best (its best window)."""
-        windows, theirs = self.index.segments(hit.track_id)
+    def _locate(self, hit: Hit, window_vectors, windows) -> Hit:
+        """Where in the result track the query matches.
+
+        When most query windows find their best match at one time offset, the query is (a version of) an
+        excerpt of the track: the match is the query's span at that offset. Otherwise it is the track's
+        window most like any part of the query."""
+        their_windows, theirs = self.index.segments(hit.track_id)
         if len(theirs) == 0 or len(window_vectors) == 0:
             return hit
-        best = int(np.argmax((window_vectors @ theirs.T).max(axis=0)))
-        return replace(hit, match_start=float(windows[best][0]), match_end=float(windows[best][1]))
+        sims = window_vectors @ theirs.T
+        best_for_each = sims.argmax(axis=1)
+        offsets = their_windows[best_for_each, 0] - windows[:, 0]
+        offset = float(np.median(offsets))
+        hop = float(np.median(np.diff(their_windows[:, 0]))) if len(their_windows) > 1 else float(their_windows[0, 1])
+        if len(windows) > 1 and np.mean(np.abs(offsets - offset) <= hop) > 0.5:
+            start = max(0.0, offset + float(windows[0, 0]))
+            end = min(float(their_windows[-1, 1]), offset + float(windows[-1, 1]))
+        else:
+            i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+            start, end = float(their_windows[j, 0]), float(their_windows[j, 1])
+        return replace(hit, match_start=round(start, 2), match_end=round(end, 2))
 
     def _enrich(self, results: list) -> list:
         """Fields from metadata plugins (e.g. the related-songs collection), merged by track id."""

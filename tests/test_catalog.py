@@ -84,8 +84,10 @@ def test_an_excerpt_finds_its_source_and_where(catalog, tracks, audio_dir):
         results = catalog.search_file(excerpt, limit=3, mode=mode)
         assert results[0]["track_id"] == ids[2], mode
         assert results[0]["score"] >= results[1]["score"]
-    best = catalog.search_file(excerpt, limit=1, mode="segment")[0]
-    assert best["match_start"] <= 16 and best["match_end"] >= 18  # the matched window overlaps 12..24 s
+    for mode in ("segment", "track"):
+        best = catalog.search_file(excerpt, limit=1, mode=mode)[0]
+        assert best["match_start"] == pytest.approx(12, abs=2.5)  # where the excerpt was cut from
+        assert best["match_end"] == pytest.approx(24, abs=2.5)
 
 
 def test_search_a_time_range_of_the_reference(catalog, tracks, audio_dir):
@@ -114,12 +116,12 @@ def test_filters_and_album_diversity(catalog, tracks):
         for path, album in zip(tracks, albums)
     ]
     query = catalog.index.track_vector(ids[0])
-    _, windows = catalog.index.segments(ids[0])
-    capped = catalog.search_embedding(query, windows, limit=10, per_album=1)
+    times, windows = catalog.index.segments(ids[0])
+    capped = catalog.search_embedding(query, windows, times, limit=10, per_album=1)
     assert sorted(r["album"] for r in capped) == ["North", "South"]
-    south = catalog.search_embedding(query, windows, limit=10, filters=Filters(album="South"))
+    south = catalog.search_embedding(query, windows, times, limit=10, filters=Filters(album="South"))
     assert [r["track_id"] for r in south] == [ids[3]]
-    fast = catalog.search_embedding(query, windows, filters=Filters(min_bpm=105))
+    fast = catalog.search_embedding(query, windows, times, filters=Filters(min_bpm=105))
     assert {r["track_id"] for r in fast} == {ids[2], ids[3]}  # 110 and 120 BPM
 
 
@@ -134,11 +136,11 @@ def test_a_cut_down_is_grouped_with_its_full_version(catalog, tracks, audio_dir)
     assert outcome.track.group_id == full.group_id
 
     query = catalog.index.track_vector(full.track_id)
-    _, windows = catalog.index.segments(full.track_id)
-    collapsed = catalog.search_embedding(query, windows, limit=10)
+    times, windows = catalog.index.segments(full.track_id)
+    collapsed = catalog.search_embedding(query, windows, times, limit=10)
     grouped = [r for r in collapsed if r["group_id"] == full.group_id]
     assert len(grouped) == 1 and grouped[0]["versions"] == 2
-    everything = catalog.search_embedding(query, windows, limit=10, collapse_versions=False)
+    everything = catalog.search_embedding(query, windows, times, limit=10, collapse_versions=False)
     assert len([r for r in everything if r["group_id"] == full.group_id]) == 2
 
 

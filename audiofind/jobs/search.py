@@ -28,7 +28,7 @@ def run_search(key, options):
             raise
         storage.delete(key)  # a reference track is not kept
         set_stage("searching")
-        results = catalog.search_embedding(query.vector, query.window_vectors, filters=filters, **options)
+        results = catalog.search_embedding(query.vector, query.window_vectors, query.windows, filters=filters, **options)
         return [_plain(result) for result in results]
 
 
