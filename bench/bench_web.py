@@ -97,8 +97,9 @@ def synthetic_catalog(data_dir, n, checkpoint):
 
 def redis_url_of(data_dir):
     pid = int((Path(data_dir) / "redis" / "redis.pid").read_text())
-    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    return f"redis://127.0.0.1:{int(args[args.index(b'--port') + 1])}/0"
+    title = Path(f"/proc/{pid}/cmdline").read_bytes().decode()  # redis-server sets it to "redis-server HOST:PORT"
+    port = re.search(r"127\.0\.0\.1:(\d+)", title).group(1)
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def run_wrk(base, paths, clients, seconds, hx=True, delay_ms=0):

@@ -1,5 +1,6 @@
 """One blueprint per area, plus what every page shares: htmx, error pages, template helpers."""
 
+from functools import lru_cache
 from importlib import resources
 
 from flask import make_response, render_template, request, send_file
@@ -78,7 +79,21 @@ def percent(score):
 def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300, height=44, bars=90):
     """Coordinates for a server-rendered loudness picture: one bar per slice of time (the loudest moment in
     it), drawn as a single stroked path, and the best-matching region to highlight."""
-    values = [min(1.0, max(0.0, float(v))) for v in (envelope or [])]
+    values = tuple(envelope or ())
+    region = None
+    if duration and match_start is not None:
+        end = match_end if match_end is not None else match_start
+        x = width * max(0.0, min(1.0, match_start / duration))
+        w = max(width * (min(end, duration) - match_start) / duration, 2.0)
+        region = {"x": round(x, 1), "width": round(min(w, width - x), 1)}
+    path, bar = _bars(values, width, height, bars)
+    return {"width": width, "height": height, "path": path, "bar": bar, "region": region}
+
+
+@lru_cache(maxsize=4096)
+def _bars(envelope, width, height, bars):
+    """The same track comes back in many result lists: its picture is drawn once per process."""
+    values = [min(1.0, max(0.0, float(v))) for v in envelope]
     if len(values) > bars:
         step = len(values) / bars
         values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(bars)]
@@ -87,10 +102,4 @@ def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300
         f"M{(i + 0.5) * dx:.1f},{middle - max(v, 0.04) * (middle - 2):.1f}V{middle + max(v, 0.04) * (middle - 2):.1f}"
         for i, v in enumerate(values)
     ) or f"M0,{middle}H{width}"
-    region = None
-    if duration and match_start is not None:
-        end = match_end if match_end is not None else match_start
-        x = width * max(0.0, min(1.0, match_start / duration))
-        w = max(width * (min(end, duration) - match_start) / duration, 2.0)
-        region = {"x": round(x, 1), "width": round(min(w, width - x), 1)}
-    return {"width": width, "height": height, "path": path, "bar": round(dx * 0.62, 2), "region": region}
+    return path, round(dx * 0.62, 2)
