@@ -71,9 +71,10 @@ _SELECT = "SELECT " + ", ".join(_TRACK_COLUMNS) + " FROM tracks"
 # Searches over fewer rows than this gather the rows; above it they scan the whole file (sequential is faster).
 _GATHER_FRACTION = 0.25
 _CHUNK_ROWS = 16384
-# Approximate search: filtered subsets up to this many rows (or this fraction) are scanned exactly instead.
+# Approximate search: filtered subsets up to this many rows are scanned exactly instead, and so are
+# those so narrow that the over-fetch would exceed _ANN_MAX_FETCH candidates.
 _EXACT_SUBSET = 5000
-_ANN_MIN_FRACTION = 0.1
+_ANN_MAX_FETCH = 20000
 _ANN_FETCH = 50  # candidates fetched per query (at least), re-scored exactly
 _ANN_BATCH = 1000  # rows appended before the writer folds them into the saved HNSW index
 
@@ -678,12 +679,14 @@ class LocalIndex(Index):
         """Hits from the HNSW candidates re-scored exactly, or None when exact search should answer."""
         ann = self._ann(snap, "tracks")
         selected = len(snap) if mask is None else int(mask.sum())
-        if ann is None or selected <= max(self._exact_subset(), _ANN_MIN_FRACTION * len(snap)):
+        if ann is None or selected <= self._exact_subset():
             return None  # small filtered subsets are cheaper (and exact) to scan
         view, info = ann
         vectors = snap.maps[0]
         # Over-fetch in proportion to what the filters and removed rows will take out.
         fetch = int(max(4 * limit, _ANN_FETCH) * len(snap) / selected * max(1.0, view.size / len(snap)))
+        if fetch > _ANN_MAX_FETCH:
+            return None
         keys = view.search(q * _ann_scale(len(q)), min(fetch, view.size), threads=1).keys.astype(np.int64)
         row_positions = snap.row_positions("tracks")
         positions = row_positions[keys[keys < len(row_positions)]]
@@ -705,7 +708,7 @@ class LocalIndex(Index):
         ann = self._ann(snap, "windows")
         total = int(snap.win_count.sum())
         selected = int(snap.win_count[mask].sum())
-        if ann is None or selected <= max(self._exact_subset(), _ANN_MIN_FRACTION * total):
+        if ann is None or selected <= self._exact_subset():
             return None
         view, info = ann
         # A track's windows resemble each other, so the nearest windows come from few tracks: fetch enough
@@ -714,6 +717,8 @@ class LocalIndex(Index):
         per_track = total / max(1, int((snap.win_count > 0).sum()))
         fetch = wanted * per_track * total / selected * max(1.0, view.size / max(total, 1))
         for attempt in range(2):
+            if fetch > _ANN_MAX_FETCH:
+                return None
             approx, seen = self._ann_window_votes(snap, view, queries, int(min(fetch, view.size)), mask)
             if len(seen) >= wanted or fetch >= view.size:
                 break
