@@ -34,7 +34,7 @@ PATHS = {  # label: (PANNS_PRECISION, PANNS_ENGINE)
     "int8": ("int8", "auto"),
 }
 TARGETS = {"float32": 2.5, "float32-torch": 2.5, "bfloat16": 3.3, "int8": 5.0}
-ENGINE_NAMES = {"float32-torch": "PyTorch", "float32": "ONNX Runtime", "bfloat16": "PyTorch autocast",
+ENGINE_NAMES = {"float32-torch": "PyTorch", "float32": "ONNX Runtime", "bfloat16": "PyTorch, bf16 weights",
                 "int8": "ONNX Runtime QDQ, per-channel"}
 
 

@@ -1,6 +1,6 @@
 """Peak memory of a process embedding a 60-minute WAV: our worker path against the article's get_embedding().
 
-    python bench/bench_memory.py [--minutes 60] [--baseline-limit-gb 12]
+    python bench/bench_memory.py [--minutes 60] [--baseline-limit-gb 12] [--all-paths]
 
 The WAV (44.1 kHz stereo, 16-bit: wesnoth-1.16-music tracks joined with ffmpeg) is written once to bench/data.
 Each side runs in a fresh process; the figure is its peak resident set (VmHWM). Ours streams the file
@@ -39,7 +39,7 @@ def long_wav(minutes: int) -> Path:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
         listing.writelines(f"file '{p}'\n" for p in tracks)
     partial = target.with_suffix(".part.wav")
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", listing.name,
+    subprocess.run(["ffmpeg", "-v", "fatal", "-y", "-f", "concat", "-safe", "0", "-i", listing.name,
                     "-t", str(minutes * 60), "-ar", "44100", "-ac", "2", "-c:a", "pcm_s16le", str(partial)], check=True)
     Path(listing.name).unlink()
     partial.rename(target)
@@ -83,6 +83,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--baseline-limit-gb", type=float, default=12)
+    parser.add_argument("--all-paths", action="store_true", help="also PyTorch float32 and int8")
     parser.add_argument("--child", choices=["ours", "baseline"])
     parser.add_argument("--wav", type=Path)
     parser.add_argument("--checkpoint", type=Path)
@@ -98,9 +99,10 @@ def main():
     checkpoint = random_checkpoint()
     report = {"machine": cpu_model(), "command": "python " + " ".join(sys.argv), "wav": wav.name,
               "wav_mb": wav.stat().st_size / 2**20, "runs": {}}
-    for label, precision, engine in [("ours float32 (ONNX Runtime)", "float32", "onnx"),
-                                     ("ours float32 (PyTorch)", "float32", "torch"),
-                                     ("ours int8", "int8", "auto")]:
+    paths = [("ours float32 (ONNX Runtime, the default)", "float32", "onnx")]
+    if args.all_paths:  # int8 uses the calibration bench_ingest.py left beside the checkpoint, if any
+        paths += [("ours float32 (PyTorch)", "float32", "torch"), ("ours int8", "int8", "auto")]
+    for label, precision, engine in paths:
         report["runs"][label] = measure("ours", wav, checkpoint, precision, engine)
         print(label, report["runs"][label], file=sys.stderr)
     report["runs"]["baseline"] = measure("baseline", wav, checkpoint, limit_gb=args.baseline_limit_gb)

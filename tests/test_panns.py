@@ -285,3 +285,20 @@ def test_int8_calibrates_on_catalog_audio_and_refuses_when_inaccurate(embedder, 
     with pytest.raises(EmbedderUnavailable) as info:
         panns.PannsEmbedder(config).check()
     assert f"cosine {report['cosine']:.4f}" in str(info.value) and "float32" in str(info.value)
+
+
+def test_float16_needs_a_gpu(checkpoint, tmp_path):
+    e = panns.PannsEmbedder({"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(checkpoint), "DEVICE": "cpu",
+                             "PANNS_PRECISION": "float16"})
+    with pytest.raises(EmbedderUnavailable, match="bfloat16"):
+        e.check()
+
+
+def test_bfloat16_stays_close_to_float32(embedder):
+    if not panns.cpu_has_bf16():
+        pytest.skip("this CPU has no native bfloat16")
+    e = panns.PannsEmbedder(dict(embedder.config, PANNS_PRECISION="bfloat16"))
+    signal = music(4.0, seed=5)
+    ours, reference = e.embed(blocks(signal)), embedder.embed(blocks(signal))
+    assert float(ours.vector @ reference.vector) >= 0.99
+    assert (ours.window_vectors * reference.window_vectors).sum(axis=1).min() >= 0.99
