@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_query import _http, start_serve  # noqa: E402
+from bench.bench_query import _http, redis_url_of, start_serve  # noqa: E402
 from bench.common import ROOT, cpu_model, random_checkpoint, wesnoth_mp3s  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -93,13 +93,6 @@ def synthetic_catalog(data_dir, n, checkpoint):
         index.add_many(entries)
     index.close()
     return [f"t{i:06d}" for i in range(n)]
-
-
-def redis_url_of(data_dir):
-    pid = int((Path(data_dir) / "redis" / "redis.pid").read_text())
-    title = Path(f"/proc/{pid}/cmdline").read_bytes().decode()  # redis-server sets it to "redis-server HOST:PORT"
-    port = re.search(r"127\.0\.0\.1:(\d+)", title).group(1)
-    return f"redis://127.0.0.1:{port}/0"
 
 
 def run_wrk(base, paths, clients, seconds, hx=True, delay_ms=0):
@@ -173,7 +166,7 @@ def main():
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(60)
-    report = {"machine": cpu_model(), "cpus": os.cpu_count(), "clients": args.clients, "seconds": args.seconds,
+    report = {"machine": cpu_model(), "cpus": os.cpu_count(), "load_average_after": os.getloadavg(), "clients": args.clients, "seconds": args.seconds,
               "catalog_tracks": args.tracks, "target_p99_ms": 50, "results": results}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "web.json").write_text(json.dumps(report, indent=2))

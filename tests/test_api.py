@@ -215,3 +215,14 @@ def test_metadata_csv_through_admin_page(client, catalog):
     html = answer.get_data(as_text=True)
     assert answer.status_code == 200 and "updated 1 track" in html and "missing.wav" in html
     assert any(t["title"] == "Dawn" and t["artist"] == "Someone" for t in catalog.list(0, 10))
+
+
+def test_search_of_a_file_that_is_too_long_fails_with_the_limit(app, client, catalog, audio_dir):
+    app.config["MAX_DURATION"] = 10.0
+    long = audio_dir / "long take.wav"
+    audiogen.write(long, audiogen.music(14, SR, seed=6), SR, "WAV")
+    status_url = client.post("/api/v1/searches", json={"key": upload(client, long)}).json["status_url"]
+    run_worker(app, burst=True)
+    failed = client.get(status_url).json
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("long take.wav: is ") and "the limit is" in failed["error"]
