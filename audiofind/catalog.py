@@ -291,7 +291,7 @@ class Catalog:
         offsets = their_windows[best_for_each, 0] - windows[:, 0]
         offset = float(np.median(offsets))
         hop = float(np.median(np.diff(their_windows[:, 0]))) if len(their_windows) > 1 else float(their_windows[0, 1])
-        if len(windows) > 1 and np.mean(np.abs(offsets - offset) <= hop) > 0.5:
+        if len(windows) > 1 and np.mean(np.abs(offsets - offset) <= hop / 2) >= 0.75:
             start = max(0.0, offset + float(windows[0, 0]))
             end = min(float(their_windows[-1, 1]), offset + float(windows[-1, 1]))
         else:

@@ -36,12 +36,7 @@ def _storage(app):
 def _index(app):
     from audiofind.app import services
 
-    index = services(app).index
-    check = getattr(index, "check", None)
-    if check is not None:
-        check()  # e.g. Atlas: reachable and search indexes queryable
-    else:
-        index.count()
+    services(app).index.check()
 
 
 def readiness(app) -> dict:

@@ -12,10 +12,13 @@ def _closed_port():
         return s.getsockname()[1]
 
 
-def test_ready_with_redis_and_the_local_backends(app, redis_url):
+def test_ready_with_redis_and_the_local_backends(app, client, redis_url):
     app.config["REDIS_URL"] = redis_url
     assert liveness() == {"ok": True}
     assert readiness(app) == {"ok": True, "redis": {"ok": True}, "storage": {"ok": True}, "index": {"ok": True}}
+    assert client.get("/healthz").json == {"ok": True}
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.json["ok"] is True
 
 
 def test_each_failing_part_says_why(tmp_path):
@@ -27,6 +30,8 @@ def test_each_failing_part_says_why(tmp_path):
     assert report["redis"]["ok"] is False and "127.0.0.1" in report["redis"]["error"]
     assert report["storage"] == {"ok": False, "error": "STORAGE is s3 but no bucket is set: set AUDIOFIND_S3_BUCKET"}
     assert report["index"]["ok"] is False and "AUDIOFIND_MONGODB_URI" in report["index"]["error"]
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json == report
 
 
 def test_redis_url_missing_is_reported(app):

@@ -1,6 +1,6 @@
 """What every index backend stores and answers. The catalog talks to this interface only."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import numpy as np
@@ -33,7 +33,8 @@ class Track:
     created_at: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Shallow on purpose: asdict() deep-copies the envelope, which dominates result rendering.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -142,6 +143,10 @@ class Index:
         Returns the ``limit`` best tracks as Hits, with match_start/match_end of the catalog window
         that matched the query best."""
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise IndexUnavailable when the index cannot answer (readiness probe)."""
+        self.count()
 
     def close(self) -> None:
         pass

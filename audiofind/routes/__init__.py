@@ -3,8 +3,10 @@
 from functools import lru_cache
 from importlib import resources
 
-from flask import make_response, render_template, request, send_file
+from flask import jsonify, make_response, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
+
+from audiofind import health
 
 HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")
 
@@ -17,6 +19,8 @@ def register_blueprints(app):
         app.register_blueprint(module.bp)
     admin.mount_rq_dashboard(app)
     app.add_url_rule("/assets/htmx.min.js", "htmx", _htmx)
+    app.add_url_rule("/healthz", "healthz", lambda: jsonify(health.liveness()))
+    app.add_url_rule("/readyz", "readyz", _readyz)
     # Admin sessions are cookies: never send them on another site's requests.
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -34,6 +38,13 @@ def register_blueprints(app):
         envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok"
     )
     app.jinja_env.filters.update(clock=clock, percent=percent)
+
+
+def _readyz():
+    from flask import current_app
+
+    report = health.readiness(current_app)
+    return jsonify(report), 200 if report["ok"] else 503
 
 
 def _htmx():
