@@ -200,7 +200,7 @@ def test_short_track_window_is_cnn14_forward_on_the_clip(embedder):
 
 
 def test_chunked_windows_equal_one_whole_track_pass(embedder, monkeypatch):
-    monkeypatch.setattr(panns, "CHUNK_FRAMES", 256)  # many chunks (and batches of 2) on 20 s of audio
+    monkeypatch.setattr(panns, "CHUNK_FRAMES", 256)  # many chunks on 16 s of audio
     signal = music(16.0, seed=2)
     sequence, duration = embedder.feature_sequence(blocks(signal))
     model = embedder.model
@@ -302,3 +302,20 @@ def test_bfloat16_stays_close_to_float32(embedder):
     ours, reference = e.embed(blocks(signal)), embedder.embed(blocks(signal))
     assert float(ours.vector @ reference.vector) >= 0.99
     assert (ours.window_vectors * reference.window_vectors).sum(axis=1).min() >= 0.99
+
+
+def test_batched_chunks_are_reassembled_in_order():
+    """Chunks of different lengths batch separately and come back in track order (a stand-in trunk)."""
+
+    def run(batch):  # (b, 1, frames, 64) -> (b, 2048, frames // 32): mean of each 32-frame block
+        b, _, frames, _ = batch.shape
+        steps = batch[:, 0, : frames // 32 * 32].reshape(b, frames // 32, 32, 64).mean(axis=(2, 3))
+        return np.repeat(steps[:, None, :], 2048, axis=1)
+
+    logmel = np.random.default_rng(0).normal(size=(3001, 64)).astype(np.float32)
+    expected = run(logmel[None, None])[0].T
+    for batch_size in (1, 2, 3):
+        chunks = panns.ChunkedTrunk(run, chunk_frames=320, batch_size=batch_size)
+        for i in range(0, len(logmel), 500):
+            chunks.push(logmel[i:i + 500])
+        np.testing.assert_allclose(chunks.finish(), expected, atol=1e-6)
