@@ -99,7 +99,7 @@ def _mp3_frames(path: Path) -> Optional[int]:
         samples = frames = 0
         end = len(data) - 4
         while pos <= end:
-            b1, b2, b3 = data[pos + 1], data[pos + 2], data[pos + 3]
+            b1, b2 = data[pos + 1], data[pos + 2]
             if data[pos] != 0xFF or b1 & 0xE0 != 0xE0:
                 if frames:  # trailing tags (ID3v1, APE) or junk after the audio
                     break

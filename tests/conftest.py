@@ -58,8 +58,22 @@ def audio_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def app_config(tmp_path):
-    return {"TESTING": True, "DATA_DIR": str(tmp_path / "instance"), "EMBEDDER": "dsp", "SECRET_KEY": "test"}
+def app_config(tmp_path, redis_url):
+    return {
+        "TESTING": True,
+        "DATA_DIR": str(tmp_path / "instance"),
+        "EMBEDDER": "dsp",
+        "SECRET_KEY": "test",
+        "REDIS_URL": redis_url,
+    }
+
+
+@pytest.fixture
+def empty_queue(app):
+    """Jobs of earlier tests never reach this test's worker."""
+    from audiofind.jobs.queue import redis_connection
+
+    redis_connection(app).flushdb()
 
 
 @pytest.fixture

@@ -20,17 +20,14 @@ from audiofind.app import get_catalog, services
 from audiofind.jobs import queue as jobqueue
 from audiofind.jobs.queue import enqueue_ingest, enqueue_search, job_status, redis_connection, run_worker
 
+pytestmark = pytest.mark.usefixtures("empty_queue")
+
 SR = 32000
 
 
 @pytest.fixture
-def app_config(app_config, redis_url):
-    return {**app_config, "REDIS_URL": redis_url, "JOB_RETRIES": 2}
-
-
-@pytest.fixture(autouse=True)
-def empty_queue(app):
-    redis_connection(app).flushdb()
+def app_config(app_config):
+    return {**app_config, "JOB_RETRIES": 2}
 
 
 def stored(app, path):

@@ -6,20 +6,12 @@ import pytest
 
 import audiogen
 from audiofind.app import get_catalog
-from audiofind.jobs.queue import redis_connection, run_worker
+from audiofind.jobs.queue import run_worker
+
+pytestmark = pytest.mark.usefixtures("empty_queue")
 
 SR = 32000
 HX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def app_config(app_config, redis_url):
-    return {**app_config, "REDIS_URL": redis_url}
-
-
-@pytest.fixture(autouse=True)
-def empty_queue(app):
-    redis_connection(app).flushdb()
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from audiofind.app import services
 from audiofind.storage.base import StorageError
-from audiofind.storage.local import PLAYBACK_SALT, UPLOAD_SALT, LocalStorage, base_type, content_type_for
+from audiofind.storage.base import base_type
+from audiofind.storage.local import PLAYBACK_SALT, UPLOAD_SALT, LocalStorage, content_type_for
 
 bp = Blueprint("storage", __name__, url_prefix="/storage")
 

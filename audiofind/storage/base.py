@@ -9,6 +9,11 @@ class StorageError(RuntimeError):
     """The object is missing or the backend cannot be reached; the message says which."""
 
 
+def base_type(content_type: str) -> str:
+    """'Audio/MPEG; charset=x' -> 'audio/mpeg'."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 class Storage:
     """Base class of storage backends. ``config`` is the app config mapping."""
 
@@ -52,6 +57,16 @@ class Storage:
             self.delete(key)
             raise StorageError(f"uploaded file {key!r} has {size} bytes; the limit is {max_size}")
         return size
+
+    def checked_upload(self, content_type: str, size) -> tuple:
+        """(normalised content type, size) of an announced upload; StorageError when the size is missing or too large."""
+        content_type = base_type(content_type) or "application/octet-stream"
+        limit = int(self.config.get("MAX_UPLOAD_BYTES") or 0)
+        if size is None or int(size) < 0:
+            raise StorageError("upload size must be given")
+        if limit and int(size) > limit:
+            raise StorageError(f"file is too large: {int(size)} bytes; the limit is {limit}")
+        return content_type, int(size)
 
     def upload_target(self, key: str, content_type: str, size: int) -> dict:
         """Where the browser sends the bytes: {"upload_url", "method", "headers"} (signed, expiring)."""

@@ -39,11 +39,6 @@ def content_type_for(key: str) -> str:
     return AUDIO_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
-def base_type(content_type: str) -> str:
-    """'Audio/MPEG; charset=x' -> 'audio/mpeg'."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
 class LocalStorage(Storage):
     name = "local"
 
@@ -118,13 +113,8 @@ class LocalStorage(Storage):
         from flask import url_for
 
         self.path(key)  # reject a bad key now rather than at upload time
-        content_type = base_type(content_type) or "application/octet-stream"
-        limit = int(self.config.get("MAX_UPLOAD_BYTES") or 0)
-        if size is None or int(size) < 0:
-            raise StorageError("upload size must be given")
-        if limit and int(size) > limit:
-            raise StorageError(f"file is too large: {int(size)} bytes; the limit is {limit}")
-        token = self._serializer(UPLOAD_SALT).dumps({"key": key, "type": content_type, "size": int(size)})
+        content_type, size = self.checked_upload(content_type, size)
+        token = self._serializer(UPLOAD_SALT).dumps({"key": key, "type": content_type, "size": size})
         return {
             "upload_url": url_for("storage.upload", token=token),
             "method": "PUT",

@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from audiofind.hookspecs import hookimpl
 from audiofind.storage.base import Storage, StorageError
-from audiofind.storage.local import base_type
 
 
 class S3Storage(Storage):
@@ -124,18 +123,13 @@ class S3Storage(Storage):
             raise self._fail(exc, key) from None
 
     def upload_target(self, key, content_type, size):
-        content_type = base_type(content_type) or "application/octet-stream"
-        limit = int(self.config.get("MAX_UPLOAD_BYTES") or 0)
-        if size is None or int(size) < 0:
-            raise StorageError("upload size must be given")
-        if limit and int(size) > limit:
-            raise StorageError(f"file is too large: {int(size)} bytes; the limit is {limit}")
+        content_type, size = self.checked_upload(content_type, size)
         # Content-Type and Content-Length become signed headers: S3 refuses a PUT with another type
         # or another length. The browser sets Content-Length itself (scripts may not), so only
         # Content-Type is returned in the headers to send.
         url = self.client.generate_presigned_url(
             "put_object",
-            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": int(size)},
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size},
             ExpiresIn=int(self.config.get("UPLOAD_URL_EXPIRES") or 900),
             HttpMethod="PUT",
         )
