@@ -82,12 +82,7 @@ def create_search():
     key = data.get("key")
     filename = claim_upload(key)
     options.update(start=start, end=end)
-    job = enqueue_search(current_app, key, options, filename)
-    status_url = url_for("api.get_search", job_id=job.id)
-    response = jsonify(id=job.id, status_url=status_url)
-    response.status_code = 202
-    response.headers["Location"] = status_url
-    return response
+    return _accepted(enqueue_search(current_app, key, options, filename), "api.get_search")
 
 
 @bp.get("/searches/<job_id>")
@@ -148,8 +143,12 @@ def ingest_track():
     if not isinstance(metadata, dict):
         raise UserError("metadata must be an object (title, artist, album, tags)")
     filename = claim_upload(data.get("key"))
-    job = enqueue_ingest(current_app, data["key"], data.get("filename") or filename, metadata)
-    status_url = url_for("api.get_ingest", job_id=job.id)
+    return _accepted(enqueue_ingest(current_app, data["key"], data.get("filename") or filename, metadata), "api.get_ingest")
+
+
+def _accepted(job, status_endpoint):
+    """202 with the job's id and where to poll it."""
+    status_url = url_for(status_endpoint, job_id=job.id)
     response = jsonify(id=job.id, status_url=status_url)
     response.status_code = 202
     response.headers["Location"] = status_url
