@@ -160,7 +160,7 @@ def markdown(report):
         )
     lines.append("")
     lines.append("GFLOP/s counts Cnn14's 42.2 GFLOP per 10 s of audio at 32 kHz (the issue's '42.2 G multiply-adds'; "
-                 "counting layer by layer gives 21.1 G multiply-adds = 42.2 GFLOP). *The baseline does 1.38x that "
+                 "the 12 convolutions alone count 20.1 G multiply-adds, ~40 GFLOP, so we read it as FLOP). *The baseline does 1.38x that "
                  "work (44.1 kHz input), so its real rate is higher than shown. Wall and CPU-time ratios both come "
                  "from the same interleaved run; on a shared machine the CPU-time ratio is the steadier one.")
     for label, entry in report["paths"].items():
