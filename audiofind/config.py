@@ -12,7 +12,10 @@ DEFAULTS = {
     # PANNs Cnn14: the official checkpoint; empty means <DATA_DIR>/models/Cnn14_mAP=0.431.pth.
     "PANNS_CHECKPOINT": "",
     "PANNS_CHECKPOINT_URL": "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+    # Chunks of the feature map per forward pass: on GPU (on CPU batching gains nothing and costs memory).
     "PANNS_BATCH_SIZE": 4,
+    # Inference engine on CPU: onnx (ONNX Runtime, exported once beside the checkpoint), torch, or auto (onnx if it works).
+    "PANNS_ENGINE": "auto",
     # Inference precision: float32, bfloat16 (CPU with AVX512-BF16/AMX, or GPU), float16 (GPU), int8 (opt-in, self-checked).
     "PANNS_PRECISION": "float32",
     "DEVICE": "auto",
