@@ -713,7 +713,7 @@ class LocalIndex(Index):
         view, info = ann
         # A track's windows resemble each other, so the nearest windows come from few tracks: fetch enough
         # windows per query window to reach `wanted` distinct tracks (retrying once with more).
-        wanted = max(3 * limit, _ANN_FETCH // 2)
+        wanted = max(5 * limit, _ANN_FETCH)
         per_track = total / max(1, int((snap.win_count > 0).sum()))
         fetch = wanted * per_track * total / selected * max(1.0, view.size / max(total, 1))
         for attempt in range(2):
