@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audiofind.index.base import Filters, Track  # noqa: E402
-from audiofind.index.local import LocalIndex  # noqa: E402
+from audiofind.index.base import Filters, Track
+from audiofind.index.local import LocalIndex
 
 DIM, WDIM, LATENT = 4096, 2048, 64
 TAGS = [f"tag{i}" for i in range(50)]
@@ -185,7 +185,6 @@ def run_size(n, with_segments, root, n_queries, seg_queries):
     build_s = time.perf_counter() - t
     print(f"  HNSW build {build_s:.0f} s", file=sys.stderr, flush=True)
     snap = index._refresh()
-    ann = index._use_ann(snap, "tracks")
     rng = np.random.default_rng(2)
     queries = gen.embed(gen.latent(n_queries), gen.project)
     some_ids = list(snap.track_ids[rng.integers(0, len(snap), 5)])
@@ -211,7 +210,7 @@ def run_size(n, with_segments, root, n_queries, seg_queries):
         "track_search": {},
     }
     for name, f in filters.items():
-        results, p50, p99 = timed(lambda q: index.search(q, 10, f), queries)
+        results, p50, p99 = timed(lambda q, f=f: index.search(q, 10, f), queries)
         out["track_search"][name] = {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "recall@10": recall(results, truth[name])}
         print(f"  track {name}: {out['track_search'][name]}", file=sys.stderr, flush=True)
     _, p50, p99 = timed(lambda q: index.search(q, 10, Filters(), exact=True), queries[: 20 if n <= 100000 else 3])
@@ -229,7 +228,7 @@ def run_size(n, with_segments, root, n_queries, seg_queries):
         reference_s += time.perf_counter() - t
         out["segment_search"] = {}
         for name in ("none", "exclude 5 ids + bpm 90-130 (33%)"):
-            results, p50, p99 = timed(lambda q: index.search_segments(q, 10, filters[name]), excerpts)
+            results, p50, p99 = timed(lambda q, f=filters[name]: index.search_segments(q, 10, f), excerpts)
             entry = {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
             if name == "none":
                 entry["recall@10"] = recall(results, seg_truth)
@@ -240,8 +239,14 @@ def run_size(n, with_segments, root, n_queries, seg_queries):
         out["segment_search"]["exact reference"] = {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
     out["reference_pass_s"] = round(reference_s, 1)
     hnsw = {k: v.memory_usage / 1e6 for k, (_, v) in index._ann_views.items()}
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     out["memory"] = {
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # Peak of the whole process so far (load, build and exact reference passes included): run one size
+        # per process for a per-size figure. RssAnon is the index's own heap (snapshot arrays, HNSW loaded
+        # by the writer); RssFile the resident pages of the memory-mapped vector and HNSW files.
+        "peak_rss_mb_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rss_anon_mb_after_search": round(int(status["RssAnon"].split()[0]) / 1024),
+        "rss_file_mb_after_search": round(int(status["RssFile"].split()[0]) / 1024),
         "hnsw_mb": {k: round(v) for k, v in hnsw.items()},
     }
     out["disk_mb"] = {

@@ -20,19 +20,19 @@ def unit(rng, *shape):
 
 
 def make_track(i, **fields) -> Track:
-    values = dict(
-        track_id=f"t{i:04d}",
-        file=f"song{i:04d}.mp3",
-        content_hash=f"hash{i:04d}",
-        duration=60.0 + i,
-        embedder="test:1",
-        title=f"Title {i}",
-        artist="Artist",
-        album="Album",
-        bpm=100.0 + i,
-        group_id=f"t{i:04d}",
-        created_at=1000.0 + i,
-    )
+    values = {
+        "track_id": f"t{i:04d}",
+        "file": f"song{i:04d}.mp3",
+        "content_hash": f"hash{i:04d}",
+        "duration": 60.0 + i,
+        "embedder": "test:1",
+        "title": f"Title {i}",
+        "artist": "Artist",
+        "album": "Album",
+        "bpm": 100.0 + i,
+        "group_id": f"t{i:04d}",
+        "created_at": 1000.0 + i,
+    }
     values.update(fields)
     return Track(**values)
 

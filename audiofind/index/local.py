@@ -21,13 +21,19 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from audiofind.config import data_dir
 from audiofind.hookspecs import hookimpl
-from audiofind.index.base import EmbedderMismatch, Filters, Hit, Index, IndexUnavailable, Track
+from audiofind.index.base import (
+    EmbedderMismatch,
+    Filters,
+    Hit,
+    Index,
+    IndexUnavailable,
+    Track,
+)
 
 SCHEMA_VERSION = 1
 
@@ -152,7 +158,7 @@ class _Snapshot:
             self._row_positions[kind] = rows
         return self._row_positions[kind]
 
-    def mask(self, filters: Optional[Filters]) -> Optional[np.ndarray]:
+    def mask(self, filters: Filters | None) -> np.ndarray | None:
         """Boolean mask of the tracks that pass ``filters`` (Filters.matches semantics); None when all pass."""
         if filters is None:
             return None
@@ -294,7 +300,7 @@ class LocalIndex(Index):
         return Track(**values)
 
     # -- embedder identity
-    def embedder_identity(self) -> Optional[dict]:
+    def embedder_identity(self) -> dict | None:
         value = self._meta("embedder")
         return None if value is None else json.loads(value)
 
@@ -426,7 +432,7 @@ class LocalIndex(Index):
                 self._bump(conn, epoch=True)
         return removed
 
-    def get(self, track_id: str) -> Optional[Track]:
+    def get(self, track_id: str) -> Track | None:
         row = self._db().execute(_SELECT + " WHERE track_id = ?", (track_id,)).fetchone()
         return None if row is None else self._row_to_track(row)
 
@@ -441,7 +447,7 @@ class LocalIndex(Index):
                 found[track.track_id] = track
         return found
 
-    def find_by_hash(self, content_hash: str) -> Optional[Track]:
+    def find_by_hash(self, content_hash: str) -> Track | None:
         row = self._db().execute(_SELECT + " WHERE content_hash = ? ORDER BY seq LIMIT 1", (content_hash,)).fetchone()
         return None if row is None else self._row_to_track(row)
 
@@ -758,7 +764,7 @@ class LocalIndex(Index):
         with self._write_lock():
             return {kind: self._extend_ann(kind, rebuild=rebuild, force=True) for kind in ("tracks", "windows")}
 
-    def _extend_ann(self, kind: str, rebuild: bool = False, force: bool = False) -> Optional[dict]:
+    def _extend_ann(self, kind: str, rebuild: bool = False, force: bool = False) -> dict | None:
         """Build the ``kind`` HNSW index if missing, or fold in the tail once it is large enough (holds the lock)."""
         identity = self.embedder_identity()
         if identity is None:
