@@ -51,7 +51,7 @@ DEFAULTS = {
     "RELATED_KEY": "title",
     "RELATED_LIMIT": 20,
     "MOVE_UP_BATCH": 50,
-    # Local index: exact search up to this many tracks, then the approximate (HNSW) index.
+    # Local index: exact search up to this many tracks (and window rows, for segment search), then HNSW.
     "ANN_THRESHOLD": 20000,
 }
 
