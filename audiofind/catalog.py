@@ -62,26 +62,18 @@ class Catalog:
     def ingest(self, path, *, file=None, storage_key=None, metadata=None) -> IngestOutcome:
         """Add one audio file. The same audio twice is one track. Nothing is stored unless all of it succeeds.
 
-        ``storage_key``: the file already lives in storage under that key (an upload); otherwise it is copied in.
+        ``storage_key``: the file already lives in storage under that key (an upload, which stays the caller's
+        to delete when the outcome is not "added"); otherwise it is copied in.
         """
         path = Path(path)
         file = file or path.name
-        try:
-            audio.probe(path, self.config)
-            content_hash = _sha256(path)
-            existing = self.index.find_by_hash(content_hash)
-            if existing is None:
-                self._check_embedder()
-                embedding, analysis = self._embed(path)
-        except audio.AudioError:
-            if storage_key:  # a bad upload is worth nothing; a transient failure keeps it for the retry
-                self.storage.delete(storage_key)
-            raise
+        audio.probe(path, self.config)
+        content_hash = _sha256(path)
+        existing = self.index.find_by_hash(content_hash)
         if existing is not None:
-            if storage_key and storage_key != existing.storage_key:
-                self.storage.delete(storage_key)
             return IngestOutcome("duplicate", existing)
-
+        self._check_embedder()
+        embedding, analysis = self._embed(path)
         embedder = self.embedder
         version_of = self._find_version(embedding.window_vectors)
 
