@@ -1,6 +1,11 @@
 """The public pages: search, the job status partial, results, "more like this" and the track page."""
 
+import threading
+import time
+from collections import OrderedDict
+
 from flask import Blueprint, abort, current_app, make_response, render_template, request, url_for
+from markupsafe import Markup
 
 from audiofind.app import get_catalog
 from audiofind.index.base import Filters
@@ -57,18 +62,60 @@ def start_search():
 
 @bp.get("/searches/<job_id>")
 def search_status(job_id):
-    info = job_status(current_app, job_id, kind="search")
+    cached = _finished.get(job_id)
+    info = cached[0] if cached else job_status(current_app, job_id, kind="search")
     if info is None:
         if is_htmx():
             error = "This search has expired or does not exist; drop your file again."
             return render_template("search/_status.html", job=None, error=error), 404
         abort(404)
     results = info["result"] if info["status"] == "finished" else None
+    heading = f"Tracks that sound like {info['file'] or 'your file'}"
+    results_html = None
+    if results is not None:
+        # A finished search never changes: its results list is rendered once per process and kept for a
+        # short while (its playback links are signed and expire, so never for long).
+        results_html = cached[1] if cached else None
+        if results_html is None:
+            results_html = Markup(render_template("search/_results.html", results=results, heading=heading))
+            _finished.put(job_id, (info, results_html))
     return render(
         "search/index.html", "search/_status.html", job=info, stages=STAGES, results=results,
-        oob_results=is_htmx(), filename=info["file"], heading=f"Tracks that sound like {info['file'] or 'your file'}",
+        results_html=results_html, oob_results=is_htmx(), filename=info["file"], heading=heading,
         **_page_context(),
     )
+
+
+class _FinishedCache:
+    """Finished searches of this process: job id -> (status info, rendered results list), LRU, TTL-bounded."""
+
+    def __init__(self, size=256, ttl=30.0):
+        self.size, self.ttl = size, ttl
+        self.items = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, job_id):
+        key = (id(current_app._get_current_object()), request.script_root, job_id)
+        with self.lock:
+            entry = self.items.get(key)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self.items[key]
+                return None
+            self.items.move_to_end(key)
+            return entry[1]
+
+    def put(self, job_id, value):
+        key = (id(current_app._get_current_object()), request.script_root, job_id)
+        with self.lock:
+            self.items[key] = (time.monotonic() + self.ttl, value)
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+_finished = _FinishedCache()
 
 
 @bp.get("/tracks/<track_id>")
