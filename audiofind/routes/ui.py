@@ -62,7 +62,7 @@ def start_search():
 
 @bp.get("/searches/<job_id>")
 def search_status(job_id):
-    cached = _finished.get(job_id)
+    cached = _finished_searches().get(job_id)
     info = cached[0] if cached else job_status(current_app, job_id, kind="search")
     if info is None:
         if is_htmx():
@@ -78,7 +78,7 @@ def search_status(job_id):
         results_html = cached[1] if cached else None
         if results_html is None:
             results_html = Markup(render_template("search/_results.html", results=results, heading=heading))
-            _finished.put(job_id, (info, results_html))
+            _finished_searches().put(job_id, (info, results_html))
     return render(
         "search/index.html", "search/_status.html", job=info, stages=STAGES, results=results,
         results_html=results_html, oob_results=is_htmx(), filename=info["file"], heading=heading,
@@ -94,8 +94,7 @@ class _FinishedCache:
         self.items = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, job_id):
-        key = (id(current_app._get_current_object()), request.script_root, job_id)
+    def get(self, key):
         with self.lock:
             entry = self.items.get(key)
             if entry is None:
@@ -106,8 +105,7 @@ class _FinishedCache:
             self.items.move_to_end(key)
             return entry[1]
 
-    def put(self, job_id, value):
-        key = (id(current_app._get_current_object()), request.script_root, job_id)
+    def put(self, key, value):
         with self.lock:
             self.items[key] = (time.monotonic() + self.ttl, value)
             self.items.move_to_end(key)
@@ -115,7 +113,8 @@ class _FinishedCache:
                 self.items.popitem(last=False)
 
 
-_finished = _FinishedCache()
+def _finished_searches() -> _FinishedCache:
+    return current_app.extensions.setdefault("audiofind.finished_searches", _FinishedCache())
 
 
 @bp.get("/tracks/<track_id>")
