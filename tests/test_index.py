@@ -321,16 +321,21 @@ def test_approximate_search_agrees_with_exact(make_index):
         _, w = add(index, make_track(i, tags=["even"] if i % 2 == 0 else []), rng, vector=vector)
         windows.append(w)
     settle(index)
+    # HNSW is approximate (and its multi-threaded build is not deterministic): top-1 must agree with exact
+    # search for nearly every query, not necessarily all.
+    agree = {"plain": 0, "filtered": 0, "segments": 0}
     for q in range(20):
         query = vectors[q * 13] + 0.1 * unit(rng, DIM)
         exact = int(np.argmax(vectors @ query))
-        assert index.search(query, 10, Filters())[0].track_id == make_track(exact).track_id
+        agree["plain"] += index.search(query, 10, Filters())[0].track_id == make_track(exact).track_id
         evens = np.where(np.arange(300) % 2 == 0, vectors @ query, -np.inf)
         hits = index.search(query, 10, Filters(tags=["even"]))
-        assert len(hits) == 10 and hits[0].track_id == make_track(int(np.argmax(evens))).track_id
+        assert len(hits) == 10
+        agree["filtered"] += hits[0].track_id == make_track(int(np.argmax(evens))).track_id
         target = windows[q * 7]
         segment_query = target[1:3] + 0.1 * unit(rng, 2, WDIM)
-        assert index.search_segments(segment_query, 5, Filters())[0].track_id == make_track(q * 7).track_id
+        agree["segments"] += index.search_segments(segment_query, 5, Filters())[0].track_id == make_track(q * 7).track_id
+    assert min(agree.values()) >= 18, agree
 
 
 # -- the local backend's own guarantees
