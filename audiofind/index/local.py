@@ -152,9 +152,7 @@ class _Snapshot:
             if kind == "tracks":
                 rows[self.vec_row] = np.arange(len(self))
             else:
-                offsets = np.concatenate([[0], np.cumsum(self.win_count)[:-1]]).astype(np.int64)
-                index = np.repeat(self.win_row - offsets, self.win_count) + np.arange(int(self.win_count.sum()))
-                rows[index] = np.repeat(np.arange(len(self)), self.win_count)
+                rows[_span_rows(self.win_row, self.win_count)[0]] = np.repeat(np.arange(len(self)), self.win_count)
             self._row_positions[kind] = rows
         return self._row_positions[kind]
 
@@ -204,6 +202,13 @@ class _Snapshot:
                 mask &= self.bpm <= filters.max_bpm
                 narrowed = True
         return mask if narrowed else None
+
+
+def _span_rows(starts: np.ndarray, counts: np.ndarray) -> tuple:
+    """Every row of the spans (start, count), in order, and where each span begins in that list."""
+    counts = np.asarray(counts, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, counts) + np.arange(int(counts.sum())), offsets
 
 
 def _top(scores: np.ndarray, limit: int) -> np.ndarray:
@@ -623,8 +628,7 @@ class LocalIndex(Index):
         total = int(counts.sum())
         if total < _GATHER_FRACTION * len(windows):
             # Gather the candidates' windows into one block; each track's rows are then contiguous.
-            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            rows = np.repeat(starts - offsets, counts) + np.arange(total)
+            rows, offsets = _span_rows(starts, counts)
             sims = np.empty((total, len(queries)), dtype=np.float32)
             for i in range(0, total, _CHUNK_ROWS):
                 sims[i : i + _CHUNK_ROWS] = windows[rows[i : i + _CHUNK_ROWS]] @ queries.T
@@ -788,8 +792,7 @@ class LocalIndex(Index):
         else:
             spans = np.array(conn.execute("SELECT win_row, win_count FROM tracks").fetchall(), dtype=np.int64)
             spans = spans.reshape(-1, 2)
-            offsets = np.concatenate([[0], np.cumsum(spans[:, 1])[:-1]]).astype(np.int64)
-            live = np.repeat(spans[:, 0] - offsets, spans[:, 1]) + np.arange(int(spans[:, 1].sum()))
+            live = _span_rows(spans[:, 0], spans[:, 1])[0]
         live.sort()
         if upto:
             index = Hnsw.restore(str(old_path))
