@@ -41,7 +41,8 @@ class AudioInfo:
 _FFMPEG_ONLY = {".m4a": "M4A/AAC", ".mp4": "MP4", ".aac": "AAC", ".wma": "WMA", ".webm": "WebM", ".mka": "Matroska"}
 
 
-def _mb(n: int) -> str:
+def megabytes(n: int) -> str:
+    """A size for people: '250 MB', '1.5 MB'."""
     mb = n / 2**20
     return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
 
@@ -227,7 +228,7 @@ def probe(path, config) -> AudioInfo:
         raise AudioError(path, "is empty (0 bytes)")
     limit = int(config["MAX_UPLOAD_BYTES"])
     if size > limit:
-        raise AudioError(path, f"is {_mb(size)}, the limit is {_mb(limit)}")
+        raise AudioError(path, f"is {megabytes(size)}, the limit is {megabytes(limit)}")
     info, native = _open_info(path)
     info.size = size
     if native and info.format == "WAV":

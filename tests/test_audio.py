@@ -158,7 +158,7 @@ def test_limits_on_size_and_duration(tmp_path, clip):
 
 def test_size_message_in_megabytes():
     assert AudioError("x/y.mp3", "bad").reason == "bad"
-    assert audio._mb(250 * 2**20) == "250 MB" and audio._mb(200 * 2**20) == "200 MB"
+    assert audio.megabytes(250 * 2**20) == "250 MB" and audio.megabytes(200 * 2**20) == "200 MB"
 
 
 def test_m4a_without_ffmpeg_says_ffmpeg_is_needed(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from urllib.parse import urljoin
 from flask import current_app, request, session
 
 from audiofind.app import services
+from audiofind.audio import megabytes
 from audiofind.jobs.queue import redis_connection
 
 AUDIO_EXTENSIONS = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
@@ -135,7 +136,7 @@ def new_upload(filename, content_type, size):
         raise UserError("size is required (bytes)")
     limit = int(current_app.config["MAX_UPLOAD_BYTES"])
     if size > limit:
-        raise UserError(f"{filename} is too large: {_mb(size)}; the limit is {_mb(limit)}", 413, "too_large")
+        raise UserError(f"{filename} is too large: {megabytes(size)}; the limit is {megabytes(limit)}", 413, "too_large")
     content_type = (content_type or "").split(";")[0].strip().lower()
     suffix = PurePosixPath(filename).suffix.lower()
     if not (content_type.startswith("audio/") or suffix in AUDIO_EXTENSIONS):
@@ -156,6 +157,8 @@ def new_upload(filename, content_type, size):
 
 def claim_upload(key):
     """The file name of an upload we handed out and whose bytes arrived; each key is used once."""
+    from audiofind.storage.base import StorageError
+
     if not key or not isinstance(key, str):
         raise UserError("key is required: ask POST /api/v1/uploads for one and send the file there first")
     conn = redis_connection(current_app)
@@ -165,15 +168,12 @@ def claim_upload(key):
     storage = services().storage
     if not storage.exists(key):
         raise UserError(f"{filename.decode()} has not been uploaded yet (nothing stored under this key)", 400, "not_uploaded")
-    if storage.size(key) > int(current_app.config["MAX_UPLOAD_BYTES"]):
-        storage.delete(key)
-        raise UserError(f"{filename.decode()} is too large", 413, "too_large")
+    try:
+        storage.verify_upload(key, int(current_app.config["MAX_UPLOAD_BYTES"]))  # deletes an oversize upload
+    except StorageError:
+        raise UserError(f"{filename.decode()} is too large", 413, "too_large") from None
     conn.delete(UPLOAD_MARK + key)
     return filename.decode()
-
-
-def _mb(size):
-    return f"{size / 2**20:.1f} MB"
 
 
 # -- results
