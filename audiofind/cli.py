@@ -9,6 +9,7 @@ import click
 from audiofind.audio import AudioError
 from audiofind.embedders.base import EmbedderUnavailable
 from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable
+from audiofind.routes import clock
 from audiofind.storage.base import StorageError
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".mp4"}
@@ -161,17 +162,12 @@ def print_results(results, as_json):
         click.echo("no matching tracks")
         return
     for r in results:
-        where = f"{_clock(r['match_start'])}-{_clock(r['match_end'])}" if r.get("match_start") is not None else ""
+        where = f"{clock(r['match_start'])}-{clock(r['match_end'])}" if r.get("match_start") is not None else ""
         name = r["title"] or r["file"]
         if r["artist"]:
             name = f"{r['artist']} - {name}"
         versions = f"  (+{r['versions'] - 1} versions)" if r.get("versions", 1) > 1 else ""
         click.echo(f"{r['rank']:>3}  {r['score']:.3f}  {where:>11}  {name}  [{r['track_id']}]{versions}")
-
-
-def _clock(seconds):
-    seconds = int(seconds or 0)
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 @cli.command()
@@ -220,7 +216,7 @@ def tracks(obj, query, limit, offset, as_json):
         return
     for row in rows:
         bpm = f"{row['bpm']:.0f} bpm" if row["bpm"] else "-"
-        click.echo(f"{row['track_id']}  {_clock(row['duration']):>6}  {bpm:>8}  {row['title'] or row['file']}")
+        click.echo(f"{row['track_id']}  {clock(row['duration']):>6}  {bpm:>8}  {row['title'] or row['file']}")
     click.echo(f"{len(rows)} of {catalog.count()} tracks", err=True)
 
 
