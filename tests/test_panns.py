@@ -253,17 +253,42 @@ def onnx_checkpoint(checkpoint, tmp_path_factory):
     return path
 
 
-def test_onnx_runtime_float32_gives_the_reference_embeddings(embedder, onnx_checkpoint, tmp_path):
+@pytest.mark.parametrize("engine, cached", [("onnx", ["trunk"]), ("winograd", ["trunk-blocks1-2", "trunk-blocks6"])])
+def test_onnx_runtime_float32_engines_give_the_reference_embeddings(embedder, onnx_checkpoint, tmp_path, engine, cached):
     pytest.importorskip("onnxruntime")
-    e = panns.PannsEmbedder(dict(embedder.config, PANNS_ENGINE="onnx", PANNS_CHECKPOINT=str(onnx_checkpoint),
+    e = panns.PannsEmbedder(dict(embedder.config, PANNS_ENGINE=engine, PANNS_CHECKPOINT=str(onnx_checkpoint),
                                  DATA_DIR=str(tmp_path)))
     signal = music(4.0, seed=4)
     ours = e.embed(blocks(signal))
     reference = embedder.embed(blocks(signal))
     np.testing.assert_allclose(ours.window_vectors, reference.window_vectors, atol=1e-4)
     assert [t for t, _ in ours.tags] == [t for t, _ in reference.tags]
-    cached = list(onnx_checkpoint.parent.glob("*.trunk.onnx"))
-    assert len(cached) == 1 and str(onnx_checkpoint.stat().st_size) in cached[0].name
+    for kind in cached:  # exported once, beside the checkpoint, keyed by its size
+        files = list(onnx_checkpoint.parent.glob(f"*.{kind}.onnx"))
+        assert len(files) == 1 and str(onnx_checkpoint.stat().st_size) in files[0].name
+
+
+@pytest.mark.parametrize("shape", [(1, 13, 9, 8), (2, 20, 16, 16), (1, 3, 2, 4)])
+def test_winograd_convolution_equals_the_direct_one(shape):
+    """Any picture size (tiles past the edge are padded and cut off), several batch items."""
+    from audiofind.embedders.convolutions import WinogradConv3x3
+
+    n, h, w, c = shape
+    generator = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w, generator=generator)
+    weight = torch.randn(2 * c, c, 3, 3, generator=generator) / (3 * c ** 0.5)
+    bias = torch.randn(2 * c, generator=generator) * 0.1
+    direct = torch.relu(torch.nn.functional.conv2d(x, weight, bias, padding=1)).permute(0, 2, 3, 1)
+    for tile_rows in (1, 2, 100):
+        ours = WinogradConv3x3(weight, bias, tile_rows)(x.permute(0, 2, 3, 1).contiguous())
+        torch.testing.assert_close(ours, direct, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_engine_is_a_clear_error(checkpoint, tmp_path):
+    e = panns.PannsEmbedder({"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(checkpoint), "DEVICE": "cpu",
+                             "PANNS_ENGINE": "tensorrt"})
+    with pytest.raises(EmbedderUnavailable, match="tensorrt.*winograd"):
+        e.check()
 
 
 def test_int8_calibrates_on_catalog_audio_and_refuses_when_inaccurate(embedder, onnx_checkpoint, tmp_path,
@@ -294,10 +319,11 @@ def test_float16_needs_a_gpu(checkpoint, tmp_path):
         e.check()
 
 
-def test_bfloat16_stays_close_to_float32(embedder):
+@pytest.mark.parametrize("engine", ["torch", "winograd"])
+def test_bfloat16_stays_close_to_float32(embedder, engine):
     if not panns.cpu_has_bf16():
         pytest.skip("this CPU has no native bfloat16")
-    e = panns.PannsEmbedder(dict(embedder.config, PANNS_PRECISION="bfloat16"))
+    e = panns.PannsEmbedder(dict(embedder.config, PANNS_PRECISION="bfloat16", PANNS_ENGINE=engine))
     signal = music(4.0, seed=5)
     ours, reference = e.embed(blocks(signal)), embedder.embed(blocks(signal))
     assert float(ours.vector @ reference.vector) >= 0.99
