@@ -102,11 +102,13 @@ def main():
     checkpoint = random_checkpoint()
     report = {"machine": cpu_model(), "command": "python " + " ".join(sys.argv), "wav": wav.name,
               "wav_mb": wav.stat().st_size / 2**20, "runs": {}}
-    paths = [("ours float32 (ONNX Runtime, the default)", "float32", "onnx")]
+    paths = [("ours float32 (ONNX Runtime + Winograd, the default)", "float32", "auto")]
     if args.all_paths:  # int8 uses the calibration bench_ingest.py left beside the checkpoint, if any
-        paths += [("ours float32 (PyTorch)", "float32", "torch"), ("ours int8", "int8", "auto")]
-    report["first_run_export"] = measure("prepare", wav, checkpoint, "float32", "onnx")
-    print("one-time ONNX export", report["first_run_export"], file=sys.stderr)
+        paths += [("ours float32 (ONNX Runtime)", "float32", "onnx"), ("ours float32 (PyTorch)", "float32", "torch"),
+                  ("ours bfloat16", "bfloat16", "auto"), ("ours int8", "int8", "auto")]
+    for engine in ("auto", "onnx"):
+        report[f"first_run_export_{engine}"] = measure("prepare", wav, checkpoint, "float32", engine)
+        print("one-time ONNX export", engine, report[f"first_run_export_{engine}"], file=sys.stderr)
     for label, precision, engine in paths:
         report["runs"][label] = measure("ours", wav, checkpoint, precision, engine)
         print(label, report["runs"][label], file=sys.stderr)

@@ -5,6 +5,7 @@ the audio streams in, the trunk runs over chunks of it (with a margin for its re
 every ~10 s window is pooled from the resulting feature sequence, the way Cnn14's own forward pools a clip.
 """
 
+import ctypes
 import importlib
 import importlib.util
 import json
@@ -145,14 +146,12 @@ def load_cnn14(path: Path, device="cpu"):
     """Cnn14 with the weights of an official-layout checkpoint ``{"model": state_dict}``, in eval mode."""
     import torch
 
-    model = build_cnn14()
+    model = build_cnn14().to("meta")  # its random initial weights are freed before the checkpoint's are read
+    release_free_memory()
     try:
-        try:  # memory-mapped: weights the process never touches (the trunk, when ONNX Runtime runs it) cost no RAM
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+        # Memory-mapped: the engine reads the trunk's weights once into its own layout, then drop_trunk()
+        # lets go of the file, so they never take RAM twice.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         state = checkpoint["model"] if isinstance(checkpoint, dict) and "model" in checkpoint else None
         if state is None:
             raise ValueError('not the official layout {"model": state_dict}')
@@ -160,6 +159,41 @@ def load_cnn14(path: Path, device="cpu"):
     except Exception as exc:  # a truncated or foreign file fails in many ways; all mean the same to the user
         raise EmbedderUnavailable(f"cannot load the PANNs checkpoint {path}: {exc}") from exc
     return model.eval().to(device)
+
+
+def drop_trunk(model):
+    """Let go of the conv blocks (~310 MB) once an engine holds its own copy of them.
+
+    The other weights are copied out of the checkpoint's memory map, so that the map (with the pages of
+    the trunk that the engine read) is released too.
+    """
+    for i in range(1, 7):
+        setattr(model, f"conv_block{i}", None)
+    model.load_state_dict({name: tensor.clone() for name, tensor in model.state_dict().items()}, assign=True)
+    release_free_memory()
+
+
+def forget_pages(*tensors):
+    """Drop the resident pages of tensors memory-mapped from the checkpoint (load_cnn14), which are about
+    to be released: the map itself lives until every tensor of the file is gone (see drop_trunk)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        madvise = ctypes.CDLL(None).madvise
+    except (OSError, AttributeError):
+        return
+    for tensor in tensors:
+        start = -(-tensor.data_ptr() // page) * page
+        end = (tensor.data_ptr() + tensor.numel() * tensor.element_size()) // page * page
+        if end > start:
+            madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # MADV_DONTNEED
+
+
+def release_free_memory():
+    """Give the C heap's free pages back to the OS (glibc keeps them after large frees; ~100-300 MB here)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def trunk_module(model, blocks=range(6)):
@@ -285,9 +319,15 @@ class ChunkedTrunk:
             start = self._start(self.next_chunk)
             self.pending.append((self.frames[start - self.offset:], first - start, steps * FRAMES_PER_STEP))
         self._flush()
-        if not self.outputs:
-            return np.zeros((0, 2048), np.float32)
-        return np.concatenate(self.outputs)
+        sequence = np.empty((sum(len(o) for o in self.outputs), 2048), np.float32)
+        row = 0
+        for i, piece in enumerate(self.outputs):  # each piece is let go as it is copied: an hour is 92 MB
+            sequence[row:row + len(piece)] = piece
+            row += len(piece)
+            self.outputs[i] = None
+        self.outputs = []
+        release_free_memory()
+        return sequence
 
     def _trim(self):
         drop = self._start(self.next_chunk) - self.offset
@@ -489,37 +529,48 @@ def onnx_runner(path: Path):
 class FastTrunk:
     """The trunk on CPU in float32 or bfloat16, with fewer multiplications where that pays (convolutions.py).
 
-    float32: ONNX Runtime for conv blocks 1-2 and 6 (its direct convolutions run near this CPU's float32
-    peak), Winograd for blocks 3-5. bfloat16: oneDNN's bfloat16 convolutions for blocks 1-2, Winograd in
-    bfloat16 for blocks 3-5, block 6 as one matmul each. On a 60 s chunk (2 cores) float32 measured 920 ms
-    against 1,210 ms for the whole trunk in ONNX Runtime (equal within 2e-6), bfloat16 ~520 ms against
-    767 ms for PyTorch's bfloat16 trunk.
+    Blocks 1-2: ONNX Runtime's float32 convolutions (near this CPU's float32 peak) or oneDNN's bfloat16
+    ones. Blocks 3-5: Winograd. Block 6: one matmul per convolution. On a 60 s chunk (2 cores) float32
+    measured ~0.95 s against 1.21 s for the whole trunk in ONNX Runtime (equal within 2e-6), bfloat16
+    ~0.52 s against 0.77 s for PyTorch's bfloat16 trunk.
     """
 
-    TILE_ROWS = (16, 32, 64, 128, 1 << 20, 1 << 20)  # per conv of blocks 3-5 (see WinogradConv3x3)
+    # Per conv of blocks 3-5 (see WinogradConv3x3). In float32 block 5 takes 2x2 tiles: 4x4 ones would
+    # make its weights 226 MB instead of 101 MB (the worker's peak memory) for ~3 % more speed.
+    TILES = {"float32": (4, 4, 4, 4, 2, 2), "bfloat16": (4, 4, 4, 4, 4, 4)}
+    TILE_ROWS = (16, 32, 64, 128, 1 << 20, 1 << 20)
+    HEAD_PIECE = 1024  # log-mel frames per ONNX Runtime run of blocks 1-2 (a multiple of their pooling, 4)
+    HEAD_MARGIN = 16  # frames on each side of a piece: more than blocks 1-2 see (their receptive field is 10)
 
     def __init__(self, model, checkpoint: Path, dtype):
         import torch
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-        from audiofind.embedders.convolutions import GemmConv3x3, WinogradConv3x3
+        from audiofind.embedders.convolutions import GemmConv3x3, WinogradConv3x3, fold_batch_norm
 
-        def folded(i):  # block i's two convolutions with their batch norms folded in
-            block = getattr(model, f"conv_block{i}")
-            return [fuse_conv_bn_eval(block.conv1, block.bn1), fuse_conv_bn_eval(block.conv2, block.bn2)]
+        def layers(*blocks):  # (conv, bn) pairs; each block's weights leave RAM once it is converted
+            for i in blocks:
+                block = getattr(model, f"conv_block{i}")
+                setattr(model, f"conv_block{i}", None)
+                yield block.conv1, block.bn1
+                yield block.conv2, block.bn2
+                forget_pages(block.conv1.weight, block.conv2.weight)
 
         self.dtype = dtype
-        middle = folded(3) + folded(4) + folded(5)
-        self.middle = [WinogradConv3x3(c.weight, c.bias, rows, dtype) for c, rows in zip(middle, self.TILE_ROWS)]
-        if dtype == torch.float32:
-            self.head = onnx_session(export_trunk(model, checkpoint, range(0, 2)), arena=True, spinning=False)
-            self.tail = onnx_session(export_trunk(model, checkpoint, range(5, 6)), arena=True, spinning=False)
-        else:
-            self.bn0 = model.bn0
-            self.head = [c.to(dtype).to(memory_format=torch.channels_last) for c in folded(1) + folded(2)]
-            self.tail = [GemmConv3x3(c.weight, c.bias, dtype) for c in folded(6)]
+        with torch.no_grad():
+            if dtype == torch.float32:
+                self.head = onnx_session(export_trunk(model, checkpoint, range(0, 2)), arena=True, spinning=False)
+                for _ in layers(1, 2):
+                    pass
+            else:
+                self.bn0 = model.bn0
+                self.head = [fuse_conv_bn_eval(conv, bn).to(dtype).to(memory_format=torch.channels_last)
+                             for conv, bn in layers(1, 2)]
+            self.middle = [WinogradConv3x3(conv.weight, *fold_batch_norm(bn), rows, dtype, tile)
+                           for (conv, bn), tile, rows in zip(layers(3, 4, 5), self.TILES[str(dtype)[6:]], self.TILE_ROWS)]
+            self.tail = [GemmConv3x3(conv.weight, *fold_batch_norm(bn), dtype) for conv, bn in layers(6)]
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray) -> np.ndarray:  # -> (N, 2048, steps)
         import torch
         import torch.nn.functional as F
 
@@ -529,15 +580,22 @@ class FastTrunk:
                 x = conv(x)
                 if i % 2:
                     x = F.avg_pool2d(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
-            return self._tail(x)
+            for conv in self.tail:
+                x = conv(x)
+            return x.float().mean(dim=2).permute(0, 2, 1).contiguous().numpy()
 
     def _head(self, batch):
         import torch
         import torch.nn.functional as F
 
-        if self.dtype == torch.float32:
-            x = self.head.run(None, {"logmel": batch})[0]
-            return torch.from_numpy(x).permute(0, 2, 3, 1).contiguous()
+        if self.dtype == torch.float32:  # in pieces: a whole chunk's block-1 activations would take 300 MB
+            frames, pieces = batch.shape[2], []
+            for start in range(0, frames, self.HEAD_PIECE):
+                first = max(0, start - self.HEAD_MARGIN)
+                x = self.head.run(None, {"logmel": batch[:, :, first:start + self.HEAD_PIECE + self.HEAD_MARGIN]})[0]
+                keep = (min(frames, start + self.HEAD_PIECE) // 4) - start // 4
+                pieces.append(torch.from_numpy(x[:, :, (start - first) // 4:][:, :, :keep]).permute(0, 2, 3, 1))
+            return torch.cat(pieces, dim=1)
         x = self.bn0(torch.from_numpy(batch).transpose(1, 3)).transpose(1, 3)
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         for i, conv in enumerate(self.head):
@@ -545,15 +603,6 @@ class FastTrunk:
             if i % 2:
                 x = F.avg_pool2d(x, 2)
         return x.permute(0, 2, 3, 1)
-
-    def _tail(self, x) -> np.ndarray:  # -> (N, 2048, steps)
-        import torch
-
-        if self.dtype == torch.float32:
-            return self.tail.run(None, {"activations": np.ascontiguousarray(x.permute(0, 3, 1, 2).numpy())})[0]
-        for conv in self.tail:
-            x = conv(x)
-        return x.float().mean(dim=2).permute(0, 2, 1).contiguous().numpy()
 
 
 class Int8Trunk:
@@ -692,6 +741,8 @@ class PannsEmbedder(Embedder):
             self.device = resolve_device(self.config.get("DEVICE", "auto"))
             model = load_cnn14(path, self.device)
             self._run = self._make_runner(model)
+            if not isinstance(self._run, Int8Trunk):  # int8 exports the trunk again when it calibrates
+                drop_trunk(model)
             self.model = model
             return model
 
