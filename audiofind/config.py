@@ -16,8 +16,9 @@ DEFAULTS = {
     "PANNS_BATCH_SIZE": 4,
     # Inference engine on CPU: onnx (ONNX Runtime, exported once beside the checkpoint), torch, or auto (onnx if it works).
     "PANNS_ENGINE": "auto",
-    # Inference precision: float32, bfloat16 (CPU with AVX512-BF16/AMX, or GPU), float16 (GPU), int8 (opt-in, self-checked).
-    "PANNS_PRECISION": "float32",
+    # Inference precision: auto (bfloat16 on a CPU with AVX512-BF16/AMX, else float32), float32, bfloat16,
+    # float16 (GPU), int8 (opt-in, self-checked).
+    "PANNS_PRECISION": "auto",
     "DEVICE": "auto",
     # Input limits.
     "MAX_UPLOAD_BYTES": 200 * 1024 * 1024,

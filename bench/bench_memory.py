@@ -90,7 +90,7 @@ def main():
     parser.add_argument("--child", choices=["ours", "baseline", "prepare"])
     parser.add_argument("--wav", type=Path)
     parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--out", type=Path, default=DATA.parent / "out" / "memory.json")
     args = parser.parse_args()
@@ -102,10 +102,11 @@ def main():
     checkpoint = random_checkpoint()
     report = {"machine": cpu_model(), "command": "python " + " ".join(sys.argv), "wav": wav.name,
               "wav_mb": wav.stat().st_size / 2**20, "runs": {}}
-    paths = [("ours float32 (ONNX Runtime + Winograd, the default)", "float32", "auto")]
+    paths = [("ours, defaults (precision auto: bfloat16 on a CPU with native bf16)", "auto", "auto"),
+             ("ours float32 (ONNX Runtime + Winograd)", "float32", "auto")]
     if args.all_paths:  # int8 uses the calibration bench_ingest.py left beside the checkpoint, if any
         paths += [("ours float32 (ONNX Runtime)", "float32", "onnx"), ("ours float32 (PyTorch)", "float32", "torch"),
-                  ("ours bfloat16", "bfloat16", "auto"), ("ours int8", "int8", "auto")]
+                  ("ours int8", "int8", "auto")]
     for engine in ("auto", "onnx"):
         report[f"first_run_export_{engine}"] = measure("prepare", wav, checkpoint, "float32", engine)
         print("one-time ONNX export", engine, report[f"first_run_export_{engine}"], file=sys.stderr)

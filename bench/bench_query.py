@@ -1,9 +1,9 @@
 """Query latency: a 4-minute MP3 dropped on the running app (API + worker, embedded defaults) until its results
 are ready, against the article's get_embedding() on the same file.
 
-    python bench/bench_query.py [--runs 5] [--baseline-runs 3] [--catalog 8]
+    python bench/bench_query.py [--runs 5] [--baseline-runs 3] [--catalog 8] [--precision float32]
 
-Ours: `audiofind serve` (gunicorn, one RQ worker, embedded Redis, PANNs Cnn14 float32 — the defaults) on a
+Ours: `audiofind serve` (gunicorn, one RQ worker, embedded Redis, PANNs Cnn14 at its default precision) on a
 fresh instance folder holding a small catalog of other wesnoth tracks. Each run is what the page does: POST
 /api/v1/uploads, PUT the bytes to the signed URL, POST /api/v1/searches, poll the status URL every 50 ms until
 it is finished; the time is from the first request to the finished status (upload, queue, decode, embed,
@@ -110,6 +110,7 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--catalog", type=int, default=8, help="catalog tracks (other wesnoth files)")
+    parser.add_argument("--precision", help="AUDIOFIND_PANNS_PRECISION for ours (default: the app's default)")
     args = parser.parse_args()
 
     checkpoint = random_checkpoint()
@@ -122,6 +123,8 @@ def main():
            "AUDIOFIND_SECRET_KEY": "bench"}
     for name in ("AUDIOFIND_REDIS_URL", "AUDIOFIND_EMBEDDER", "AUDIOFIND_PANNS_PRECISION"):
         env.pop(name, None)
+    if args.precision:
+        env["AUDIOFIND_PANNS_PRECISION"] = args.precision
     subprocess.run(  # the catalog, through the real command
         [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir), "ingest",
          *map(str, others)], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -155,7 +158,7 @@ def main():
         "ours_median_s": round(ours_median, 3), "ours_job_run_median_s": round(statistics.median(worked), 3),
         "ours_queue_wait_median_s": round(statistics.median(queued), 3), "baseline_runs_s": [round(t, 3) for t in baseline],
         "baseline_median_s": round(baseline_median, 3), "ratio": round(ours_median / baseline_median, 3),
-        "target_ratio": 0.25, "load_average_after": os.getloadavg(),
+        "target_ratio": 0.25, "load_average_after": os.getloadavg(), "precision": args.precision or "default",
     }
     result["met"] = result["ratio"] <= result["target_ratio"]
     OUT.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,11 @@ htmx request (HX-Request: true), as the page makes them:
                    a different track on each request
   results-page     GET /searches/<id> without HX-Request: the full results page of a finished search
 
-Two load shapes, each with --clients connections: "polling" (each client sends a request every 500 ms,
-as the status partial does; the latency a user sees), and "saturated" (each client sends its next request
-as soon as the last is answered: the server's capacity). wrk reports latency percentiles and errors
+Three load shapes, each with --clients connections: "polling" (each client sends a request 500 ms after
+its last answer, as the status partial does, at its own phase: the latency a user sees), "polling in
+lockstep" (the same, but all clients start at the same instant and stay in step: every 500 ms a burst of
+--clients requests at once, the worst case), and "saturated" (each client sends its next request as soon
+as the last is answered: the server's capacity). wrk reports latency percentiles and errors
 (socket errors and non-2xx answers). Needs wrk (apt-get install wrk).
 """
 
@@ -58,6 +60,19 @@ done = function(summary, latency, requests)
     summary.duration / 1e6))
 end
 """
+# Each connection's first wait is stretched by a random part of the period, so that the clients poll
+# at their own phases, as users who opened the page at different moments do; then every `delay` ms.
+PHASED = """
+math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+local started = 0
+delay = function()
+  if started < %(connections)d then
+    started = started + 1
+    return %(delay)d + math.random(0, %(delay)d)
+  end
+  return %(delay)d
+end
+"""
 
 
 def synthetic_catalog(data_dir, n, checkpoint):
@@ -95,12 +110,13 @@ def synthetic_catalog(data_dir, n, checkpoint):
     return [f"t{i:06d}" for i in range(n)]
 
 
-def run_wrk(base, paths, clients, seconds, hx=True, delay_ms=0):
+def run_wrk(base, paths, clients, seconds, hx=True, delay_ms=0, phased=False):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA % {
             "hx": "true" if hx else "",
             "paths": ", ".join(json.dumps(p) for p in paths),
-            "delay": f"delay = function() return {delay_ms} end" if delay_ms else "",
+            "delay": PHASED % {"connections": -(-clients // 2), "delay": delay_ms} if phased
+            else (f"delay = function() return {delay_ms} end" if delay_ms else ""),
         })
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds}s", "--timeout", "10s", "-s", script.name, base],
@@ -158,9 +174,10 @@ def main():
             "results-page": ([f"/searches/{finished['id']}"], False),
         }
         results = {}
-        for shape, delay in (("polling", 500), ("saturated", 0)):
+        shapes = (("polling", 500, True), ("polling in lockstep", 500, False), ("saturated", 0, False))
+        for shape, delay, phased in shapes:
             for name, (paths, hx) in cases.items():
-                results[f"{name} {shape}"] = run_wrk(base, paths, args.clients, args.seconds, hx, delay)
+                results[f"{name} {shape}"] = run_wrk(base, paths, args.clients, args.seconds, hx, delay, phased)
                 print(name, shape, results[f"{name} {shape}"], flush=True)
         resume(conn)
     finally:
@@ -170,10 +187,10 @@ def main():
               "catalog_tracks": args.tracks, "target_p99_ms": 50, "results": results}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "web.json").write_text(json.dumps(report, indent=2))
-    print(f"\n{'case':32} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"\n{'case':40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in results.items():
         errors = r["socket_errors"] + r["non_2xx"]
-        print(f"{name:32} {r['requests'] / r['seconds']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {errors:7d}")
+        print(f"{name:40} {r['requests'] / r['seconds']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {errors:7d}")
 
 
 if __name__ == "__main__":

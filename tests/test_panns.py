@@ -40,7 +40,7 @@ def cnn14(checkpoint):
 def embedder(checkpoint, tmp_path_factory):
     config = {"DATA_DIR": str(tmp_path_factory.mktemp("instance")), "PANNS_CHECKPOINT": str(checkpoint),
               "PANNS_CHECKPOINT_URL": "http://127.0.0.1:9/", "DEVICE": "cpu", "PANNS_BATCH_SIZE": 2,
-              "PANNS_ENGINE": "torch"}  # the float32 reference; the ONNX and int8 paths are compared with it below
+              "PANNS_ENGINE": "torch", "PANNS_PRECISION": "float32"}  # the reference the other paths are compared with
     return panns.PannsEmbedder(config)
 
 
@@ -326,6 +326,13 @@ def test_float16_needs_a_gpu(checkpoint, tmp_path):
                              "PANNS_PRECISION": "float16"})
     with pytest.raises(EmbedderUnavailable, match="bfloat16"):
         e.check()
+
+
+def test_default_precision_is_bfloat16_only_where_the_cpu_computes_it(checkpoint, onnx_checkpoint, tmp_path):
+    e = panns.PannsEmbedder({"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(onnx_checkpoint), "DEVICE": "cpu"})
+    e.check()
+    expected = torch.bfloat16 if panns.cpu_has_bf16() else torch.float32
+    assert isinstance(e._run, panns.FastTrunk) and e._run.dtype == expected
 
 
 @pytest.mark.parametrize("engine", ["torch", "winograd"])
