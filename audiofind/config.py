@@ -14,7 +14,8 @@ DEFAULTS = {
     "PANNS_CHECKPOINT_URL": "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
     # Chunks of the feature map per forward pass: on GPU (on CPU batching gains nothing and costs memory).
     "PANNS_BATCH_SIZE": 4,
-    # Inference engine on CPU: onnx (ONNX Runtime, exported once beside the checkpoint), torch, or auto (onnx if it works).
+    # Inference engine on CPU: winograd (the fast trunk), onnx (ONNX Runtime for the whole float32 trunk), torch,
+    # or auto (winograd if ONNX Runtime works).
     "PANNS_ENGINE": "auto",
     # Inference precision: auto (bfloat16 on a CPU with AVX512-BF16/AMX, else float32), float32, bfloat16,
     # float16 (GPU), int8 (opt-in, self-checked).

@@ -139,7 +139,7 @@ def main():
             wait, run = job_times(data_dir, job_id)
             ours.append(elapsed), queued.append(wait), worked.append(run)
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # SIGINT is ignored when the bench runs in the background
         server.wait(60)
 
     from bench.baseline import get_embedding

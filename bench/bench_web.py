@@ -181,7 +181,7 @@ def main():
                 print(name, shape, results[f"{name} {shape}"], flush=True)
         resume(conn)
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # SIGINT is ignored when the bench runs in the background
         server.wait(60)
     report = {"machine": cpu_model(), "cpus": os.cpu_count(), "load_average_after": os.getloadavg(), "clients": args.clients, "seconds": args.seconds,
               "catalog_tracks": args.tracks, "target_p99_ms": 50, "results": results}

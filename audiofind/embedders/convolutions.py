@@ -1,4 +1,4 @@
-"""Fast 3x3 convolutions for Cnn14 on CPU: Winograd F(4x4, 3x3) for blocks 3-5, one matmul for block 6.
+"""Fast 3x3 convolutions for Cnn14 on CPU: Winograd for blocks 3-5, one matmul per convolution for block 6.
 
 A 3x3 convolution can produce each 4x4 output tile from a 6x6 input tile with 36 multiplications per
 (input, output) channel pair instead of 144 (Lavin & Gray, "Fast Algorithms for Convolutional Neural
@@ -6,8 +6,9 @@ Networks", 2016): the input tiles and the weights are moved into the transform d
 36 matrix products (channels in x channels out, which run at the matmul's full speed), and moved back.
 The transforms are memory traffic, so this pays where channels are many and the picture is small: on
 this 2-core CPU it runs Cnn14's blocks 3-5 at about twice the speed of a direct convolution; blocks 1-2
-have too few channels, and block 6's transformed weights would take 900 MB. In float32 the
-result equals the direct convolution within ~1e-6 relative; in bfloat16 it measured cosine 0.99996 to
+have too few channels, and block 6's transformed weights would take 900 MB. F(2x2, 3x3) (16 products
+instead of 36, weights 16/9 instead of 4x the direct ones) trades some of the gain for memory. In float32
+the result equals the direct convolution within ~1e-6 relative; in bfloat16 it measured cosine 0.99996 to
 float32 over the trunk, as close as bfloat16's direct convolution.
 """
 
@@ -40,8 +41,8 @@ def fold_batch_norm(bn):
 
 
 class WinogradConv3x3:
-    """Winograd F(tile x tile, 3x3): a 3x3, stride 1, padding 1 convolution (no bias of its own) followed by a per-channel ``scale`` and
-    ``shift`` (a folded batch norm) and ReLU, on channels-last (N, H, W, C) tensors.
+    """Winograd F(tile x tile, 3x3): a 3x3, stride 1, padding 1 convolution without bias, then a per-channel
+    ``scale`` and ``shift`` (a folded batch norm) and ReLU, on channels-last (N, H, W, C) tensors.
 
     ``tile_rows`` bounds how many rows of tiles are transformed at once, so the transformed tiles stay in
     cache for layers with a large picture (deep layers take all rows, to read their weights once).
@@ -62,7 +63,7 @@ class WinogradConv3x3:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n, h, w, c = x.shape
         k = self.weight.shape[2]
-        b_t, a_t, m, a = self.b_t, self.a_t, self.tile, self.tile + 2  # output and input tile sizes
+        b_t, a_t, m, a = self.b_t, self.a_t, self.tile, self.tile + 2  # m, a: output and input tile sizes
         tiles_h, tiles_w = -(-h // m), -(-w // m)
         padded = F.pad(x, (0, 0, 1, m * tiles_w + 1 - w, 1, m * tiles_h + 1 - h))
         s_n, s_h, s_w, s_c = padded.stride()

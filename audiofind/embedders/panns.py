@@ -149,9 +149,12 @@ def load_cnn14(path: Path, device="cpu"):
     model = build_cnn14().to("meta")  # its random initial weights are freed before the checkpoint's are read
     release_free_memory()
     try:
-        # Memory-mapped: the engine reads the trunk's weights once into its own layout, then drop_trunk()
-        # lets go of the file, so they never take RAM twice.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:  # memory-mapped: the engine reads the trunk's weights once into its own layout (see FastTrunk)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
         state = checkpoint["model"] if isinstance(checkpoint, dict) and "model" in checkpoint else None
         if state is None:
             raise ValueError('not the official layout {"model": state_dict}')
@@ -174,8 +177,12 @@ def drop_trunk(model):
 
 
 def forget_pages(*tensors):
-    """Drop the resident pages of tensors memory-mapped from the checkpoint (load_cnn14), which are about
-    to be released: the map itself lives until every tensor of the file is gone (see drop_trunk)."""
+    """Drop the resident pages of checkpoint tensors that are about to be released.
+
+    A memory-mapped checkpoint (load_cnn14) stays mapped until its last tensor is gone (drop_trunk), so
+    pages read while converting a block would stay resident until then. Harmless for tensors that are not
+    mapped: their whole pages read back as zeros, and nothing reads them again.
+    """
     page = os.sysconf("SC_PAGE_SIZE")
     try:
         madvise = ctypes.CDLL(None).madvise
@@ -319,15 +326,9 @@ class ChunkedTrunk:
             start = self._start(self.next_chunk)
             self.pending.append((self.frames[start - self.offset:], first - start, steps * FRAMES_PER_STEP))
         self._flush()
-        sequence = np.empty((sum(len(o) for o in self.outputs), 2048), np.float32)
-        row = 0
-        for i, piece in enumerate(self.outputs):  # each piece is let go as it is copied: an hour is 92 MB
-            sequence[row:row + len(piece)] = piece
-            row += len(piece)
-            self.outputs[i] = None
-        self.outputs = []
-        release_free_memory()
-        return sequence
+        if not self.outputs:
+            return np.zeros((0, 2048), np.float32)
+        return np.concatenate(self.outputs)
 
     def _trim(self):
         drop = self._start(self.next_chunk) - self.offset
@@ -375,7 +376,7 @@ def pool_windows(model, sequence: np.ndarray, spans):
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
-ENGINES = ("auto", "winograd", "onnx", "torch")  # on CPU; auto is winograd (FastTrunk) when ONNX Runtime is installed
+ENGINES = ("auto", "winograd", "onnx", "torch")  # on CPU; auto is winograd (FastTrunk) when ONNX Runtime works
 INT8_MIN_COSINE = 0.99
 CALIBRATION_TRACKS = 8  # int8: catalog tracks whose audio calibrates the quantisation (every third is held out)
 CALIBRATION_CLIP = 1024  # log-mel frames per calibration clip (~10 s)
@@ -531,8 +532,8 @@ class FastTrunk:
 
     Blocks 1-2: ONNX Runtime's float32 convolutions (near this CPU's float32 peak) or oneDNN's bfloat16
     ones. Blocks 3-5: Winograd. Block 6: one matmul per convolution. On a 60 s chunk (2 cores) float32
-    measured ~0.95 s against 1.21 s for the whole trunk in ONNX Runtime (equal within 2e-6), bfloat16
-    ~0.52 s against 0.77 s for PyTorch's bfloat16 trunk.
+    measured ~0.96 s against 1.21 s for the whole trunk in ONNX Runtime (equal within 2e-6), bfloat16
+    ~0.55 s against 0.77 s for PyTorch's bfloat16 trunk (cosine 0.99998 to float32).
     """
 
     # Per conv of blocks 3-5 (see WinogradConv3x3). In float32 block 5 takes 2x2 tiles: 4x4 ones would
@@ -559,19 +560,17 @@ class FastTrunk:
         self.dtype = dtype
         with torch.no_grad():
             if dtype == torch.float32:
-                # The tail first: creating its session briefly takes three times its 226 MB of weights.
-                self.tail = onnx_session(export_trunk(model, checkpoint, range(5, 6)), arena=True, spinning=False)
                 self.head = onnx_session(export_trunk(model, checkpoint, range(0, 2)), arena=True, spinning=False)
-                for _ in layers(1, 2, 6):
+                for _ in layers(1, 2):
                     pass
             else:
                 self.bn0 = model.bn0
                 self.head = [fuse_conv_bn_eval(conv, bn).to(dtype).to(memory_format=torch.channels_last)
                              for conv, bn in layers(1, 2)]
-                self.tail = [GemmConv3x3(conv.weight, *fold_batch_norm(bn), dtype) for conv, bn in layers(6)]
             tiles = self.FLOAT32_TILES if dtype == torch.float32 else (4,) * 6
             self.middle = [WinogradConv3x3(conv.weight, *fold_batch_norm(bn), rows, dtype, tile)
                            for (conv, bn), tile, rows in zip(layers(3, 4, 5), tiles, self.TILE_ROWS)]
+            self.tail = [GemmConv3x3(conv.weight, *fold_batch_norm(bn), dtype) for conv, bn in layers(6)]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:  # -> (N, 2048, steps)
         import torch
@@ -583,8 +582,6 @@ class FastTrunk:
                 x = conv(x)
                 if i % 2:
                     x = F.avg_pool2d(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
-            if self.dtype == torch.float32:
-                return self.tail.run(None, {"activations": np.ascontiguousarray(x.permute(0, 3, 1, 2).numpy())})[0]
             for conv in self.tail:
                 x = conv(x)
             return x.float().mean(dim=2).permute(0, 2, 1).contiguous().numpy()
