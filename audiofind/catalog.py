@@ -252,7 +252,7 @@ class Catalog:
             hits = self.index.search(vector, fetch, filters)
         else:
             raise ValueError(f"unknown search mode {mode!r}: use 'track' or 'segment'")
-        tracks = self.index.get_many([hit.track_id for hit in hits])
+        tracks = self.index.get_many([hit.track_id for hit in hits], envelope=False)  # to thin the list
         hits = [hit for hit in hits if hit.track_id in tracks]
         versions = _count_by(tracks.values(), "group_id")
         if collapse_versions:
@@ -262,9 +262,11 @@ class Catalog:
         if per_artist:
             hits = _cap(hits, per_artist, lambda hit: tracks[hit.track_id].artist)
         hits = [self._locate(hit, window_vectors, windows) for hit in hits[:limit]]
+        shown = self.index.get_many([hit.track_id for hit in hits])
+        hits = [hit for hit in hits if hit.track_id in shown]
         results = []
         for rank, hit in enumerate(hits, 1):
-            result = _result(tracks[hit.track_id], hit, rank)
+            result = _result(shown[hit.track_id], hit, rank)
             result["versions"] = versions.get(result["group_id"], 1) if collapse_versions else 1
             results.append(result)
         return self._enrich(results)

@@ -105,6 +105,7 @@ def test_more_like_this_never_returns_the_track_itself(catalog, tracks):
     assert ids[1] not in [r["track_id"] for r in results]
     assert sorted(r["track_id"] for r in results) == sorted(set(ids) - {ids[1]})
     assert [r["rank"] for r in results] == [1, 2, 3]
+    assert all(len(r["envelope"]) > 100 for r in results)  # each result's loudness picture
     with pytest.raises(KeyError):
         catalog.similar("no-such-track")
 

@@ -3,6 +3,7 @@
 import os
 import sqlite3
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -121,6 +122,7 @@ def test_add_get_list_count_remove(index):
     assert index.find_by_file(c.file) == [c]
     assert index.find_by_file("nope.mp3") == []
     assert index.get_many([a.track_id, "nope", c.track_id]) == {a.track_id: a, c.track_id: c}
+    assert index.get_many([a.track_id], envelope=False) == {a.track_id: replace(a, envelope=[])}
 
     index.update(a.track_id, {"title": "Renamed", "tags": ["calm"], "group_id": c.track_id})
     updated = index.get(a.track_id)

@@ -301,12 +301,13 @@ class AtlasIndex(Index):
             doc = self.db["tracks"].find_one({"_id": track_id}, self._NO_VECTOR)
         return self._track(doc) if doc else None
 
-    def get_many(self, track_ids):
+    def get_many(self, track_ids, envelope=True):
         ids = list(dict.fromkeys(track_ids))
         if not ids:
             return {}
+        projection = self._NO_VECTOR if envelope else {**self._NO_VECTOR, "envelope": 0}
         with self._guard():
-            docs = list(self.db["tracks"].find({"_id": {"$in": ids}}, self._NO_VECTOR))
+            docs = list(self.db["tracks"].find({"_id": {"$in": ids}}, projection))
         return {doc["_id"]: self._track(doc) for doc in docs}
 
     def find_by_hash(self, content_hash):

@@ -104,8 +104,9 @@ class Index:
     def get(self, track_id: str) -> Optional[Track]:
         raise NotImplementedError
 
-    def get_many(self, track_ids: list) -> dict:
-        """{track_id: Track} for the ids that exist."""
+    def get_many(self, track_ids: list, envelope: bool = True) -> dict:
+        """{track_id: Track} for the ids that exist; with ``envelope=False`` their loudness envelopes are
+        left empty, which is cheaper when only the metadata is needed."""
         raise NotImplementedError
 
     def find_by_hash(self, content_hash: str) -> Optional[Track]:

@@ -73,6 +73,7 @@ _TRACK_COLUMNS = (
 _JSON_FIELDS = ("tags", "labels", "envelope")
 _UPDATABLE = set(_TRACK_COLUMNS) - {"track_id", "content_hash", "embedder"}
 _SELECT = "SELECT " + ", ".join(_TRACK_COLUMNS) + " FROM tracks"
+_SELECT_NO_ENVELOPE = _SELECT.replace("envelope", "'[]'")
 
 # Searches over fewer rows than this gather the rows; above it they scan the whole file (sequential is faster).
 _GATHER_FRACTION = 0.25
@@ -441,12 +442,12 @@ class LocalIndex(Index):
         row = self._db().execute(_SELECT + " WHERE track_id = ?", (track_id,)).fetchone()
         return None if row is None else self._row_to_track(row)
 
-    def get_many(self, track_ids: list) -> dict:
+    def get_many(self, track_ids: list, envelope: bool = True) -> dict:
         found = {}
         ids = list(dict.fromkeys(track_ids))
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            query = _SELECT + f" WHERE track_id IN ({', '.join('?' * len(chunk))})"
+            query = (_SELECT if envelope else _SELECT_NO_ENVELOPE) + f" WHERE track_id IN ({', '.join('?' * len(chunk))})"
             for row in self._db().execute(query, chunk):
                 track = self._row_to_track(row)
                 found[track.track_id] = track
