@@ -10,6 +10,7 @@ from flask import current_app, request, session
 from audiofind.app import services
 from audiofind.audio import megabytes
 from audiofind.jobs.queue import redis_connection
+from audiofind.storage.base import StorageError, base_type
 
 AUDIO_EXTENSIONS = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
 FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min_bpm", "max_bpm")
@@ -137,7 +138,7 @@ def new_upload(filename, content_type, size):
     limit = int(current_app.config["MAX_UPLOAD_BYTES"])
     if size > limit:
         raise UserError(f"{filename} is too large: {megabytes(size)}; the limit is {megabytes(limit)}", 413, "too_large")
-    content_type = (content_type or "").split(";")[0].strip().lower()
+    content_type = base_type(content_type)
     suffix = PurePosixPath(filename).suffix.lower()
     if not (content_type.startswith("audio/") or suffix in AUDIO_EXTENSIONS):
         raise UserError(f"{filename} is not an audio file ({content_type or 'unknown type'})", 422, "not_audio")
@@ -157,8 +158,6 @@ def new_upload(filename, content_type, size):
 
 def claim_upload(key):
     """The file name of an upload we handed out and whose bytes arrived; each key is used once."""
-    from audiofind.storage.base import StorageError
-
     if not key or not isinstance(key, str):
         raise UserError("key is required: ask POST /api/v1/uploads for one and send the file there first")
     conn = redis_connection(current_app)

@@ -69,20 +69,16 @@ def search_status(job_id):
             error = "This search has expired or does not exist; drop your file again."
             return render_template("search/_status.html", job=None, error=error), 404
         abort(404)
-    results = info["result"] if info["status"] == "finished" else None
-    heading = f"Tracks that sound like {info['file'] or 'your file'}"
-    results_html = None
-    if results is not None:
+    results_html = cached[1] if cached else None
+    if info["status"] == "finished" and results_html is None:
         # A finished search never changes: its results list is rendered once per process and kept for a
         # short while (its playback links are signed and expire, so never for long).
-        results_html = cached[1] if cached else None
-        if results_html is None:
-            results_html = Markup(render_template("search/_results.html", results=results, heading=heading))
-            _finished_searches().put(job_id, (info, results_html))
+        heading = f"Tracks that sound like {info['file'] or 'your file'}"
+        results_html = Markup(render_template("search/_results.html", results=info["result"], heading=heading))
+        _finished_searches().put(job_id, (info, results_html))
     return render(
-        "search/index.html", "search/_status.html", job=info, stages=STAGES, results=results,
-        results_html=results_html, oob_results=is_htmx(), filename=info["file"], heading=heading,
-        **_page_context(),
+        "search/index.html", "search/_status.html", job=info, stages=STAGES, results_html=results_html,
+        oob_results=is_htmx(), filename=info["file"], **_page_context(),
     )
 
 
