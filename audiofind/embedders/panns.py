@@ -203,10 +203,10 @@ def release_free_memory():
         pass
 
 
-def trunk_module(model, blocks=range(6)):
+def trunk_module(model, blocks=6):
     """Cnn14 from log-mel to the 2048-channel feature sequence: bn0, conv blocks 1-6, mean over frequency.
 
-    With ``blocks``, only those conv blocks: bn0 belongs to block 1's part, the mean to block 6's.
+    With ``blocks`` < 6, only the first blocks: their pooled activations, (batch, channels, frames, mel).
     """
     import torch
 
@@ -214,14 +214,13 @@ def trunk_module(model, blocks=range(6)):
         def __init__(self):
             super().__init__()
             self.bn0 = model.bn0
-            self.blocks = torch.nn.ModuleList([getattr(model, f"conv_block{i + 1}") for i in blocks])
+            self.blocks = torch.nn.ModuleList([getattr(model, f"conv_block{i + 1}") for i in range(blocks)])
 
-        def forward(self, x):  # log-mel (batch, 1, frames, 64) -> (batch, 2048, frames // 32) for all blocks
-            if blocks[0] == 0:
-                x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
-            for i, block in zip(blocks, self.blocks):
+        def forward(self, logmel):  # (batch, 1, frames, 64) -> (batch, 2048, frames // 32) for all blocks
+            x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
+            for i, block in enumerate(self.blocks):
                 x = block(x, pool_size=(2, 2) if i < 5 else (1, 1), pool_type="avg")
-            return x.mean(dim=3) if blocks[-1] == 5 else x
+            return x.mean(dim=3) if blocks == 6 else x
 
     return Trunk().eval()
 
@@ -395,10 +394,11 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def fused_trunk(model):
+def fused_trunk(model, blocks=6):
     """The trunk for inference: each conv with its batch norm folded in, channels-last (oneDNN's native layout).
 
-    Equal to trunk_module() within float rounding; it saves a pass over the largest tensors per layer.
+    Equal to trunk_module() within float rounding; it saves a pass over the largest tensors per layer. The
+    input is cast to the convolutions' type after bn0, so their type may differ from bn0's.
     """
     import copy
 
@@ -406,25 +406,25 @@ def fused_trunk(model):
     import torch.nn.functional as F
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    blocks = [model.conv_block1, model.conv_block2, model.conv_block3,
-              model.conv_block4, model.conv_block5, model.conv_block6]
+    parts = [getattr(model, f"conv_block{i + 1}") for i in range(blocks)]
 
     class FusedTrunk(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.bn0 = copy.deepcopy(model.bn0)
             self.convs = torch.nn.ModuleList(
-                [fuse_conv_bn_eval(b.conv1, b.bn1) for b in blocks] + [fuse_conv_bn_eval(b.conv2, b.bn2) for b in blocks]
+                [fuse_conv_bn_eval(b.conv1, b.bn1) for b in parts] + [fuse_conv_bn_eval(b.conv2, b.bn2) for b in parts]
             )
 
         def forward(self, logmel):
-            x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3).contiguous(memory_format=torch.channels_last)
-            for i in range(6):
+            x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
+            x = x.to(self.convs[0].weight.dtype).contiguous(memory_format=torch.channels_last)
+            for i in range(blocks):
                 x = F.relu_(self.convs[i](x))
-                x = F.relu_(self.convs[6 + i](x))
+                x = F.relu_(self.convs[blocks + i](x))
                 if i < 5:
                     x = F.avg_pool2d(x, 2)
-            return x.mean(dim=3)
+            return x.mean(dim=3) if blocks == 6 else x
 
     return FusedTrunk().eval().to(memory_format=torch.channels_last)
 
@@ -462,9 +462,9 @@ def _atomic_write(target: Path, write):
         Path(tmp).unlink(missing_ok=True)
 
 
-def export_trunk(model, checkpoint: Path, blocks=range(6)) -> Path:
-    """The trunk (or its ``blocks``) as ONNX, dynamic batch and length, exported once and cached beside the
-    checkpoint. Its input is "logmel" when it starts at block 1, else "activations".
+def export_trunk(model, checkpoint: Path, blocks=6) -> Path:
+    """The trunk (or its first ``blocks``) as ONNX, dynamic batch and length, exported once and cached beside
+    the checkpoint.
 
     The weights go to a separate ``.data`` file, which ONNX Runtime maps instead of copying out of the
     protobuf: that takes ~350 MB off the peak memory of loading the session.
@@ -472,26 +472,22 @@ def export_trunk(model, checkpoint: Path, blocks=range(6)) -> Path:
     import onnx
     import torch
 
-    kind = "trunk.onnx" if len(blocks) == 6 else f"trunk-blocks{'-'.join(str(b + 1) for b in blocks)}.onnx"
-    target = cache_path(checkpoint, kind)
+    target = cache_path(checkpoint, "trunk.onnx" if blocks == 6 else f"trunk-blocks1-{blocks}.onnx")
     data = target.with_name(target.name + ".data")
     if target.exists() and data.exists():
         return target
     trunk = trunk_module(model, blocks).to("cpu")
-    first = blocks[0]
-    channels = getattr(model, f"conv_block{first + 1}").conv1.in_channels
-    example = torch.zeros(1, channels, (2 * FRAMES_PER_STEP * 8) >> first, 64 >> first)
-    source = "logmel" if first == 0 else "activations"
-    result = "features" if blocks[-1] == 5 else "activations_out"
+    example = torch.zeros(1, 1, 2 * FRAMES_PER_STEP * 8, 64)
+    result = "features" if blocks == 6 else "activations"
     try:
         with tempfile.TemporaryDirectory(dir=target.parent) as work:
             exported = Path(work) / "trunk.onnx"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    trunk, (example,), str(exported), input_names=[source], output_names=[result],
+                    trunk, (example,), str(exported), input_names=["logmel"], output_names=[result],
                     opset_version=17, dynamo=False,
-                    dynamic_axes={source: {0: "batch", 2: "frames"}, result: {0: "batch", 2: "steps"}},
+                    dynamic_axes={"logmel": {0: "batch", 2: "frames"}, result: {0: "batch", 2: "steps"}},
                 )
             staged = Path(work) / target.name
             onnx.save_model(onnx.load(str(exported)), str(staged), save_as_external_data=True,
@@ -545,7 +541,6 @@ class FastTrunk:
 
     def __init__(self, model, checkpoint: Path, dtype):
         import torch
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
 
         from audiofind.embedders.convolutions import GemmConv3x3, WinogradConv3x3, fold_batch_norm
 
@@ -560,13 +555,12 @@ class FastTrunk:
         self.dtype = dtype
         with torch.no_grad():
             if dtype == torch.float32:
-                self.head = onnx_session(export_trunk(model, checkpoint, range(0, 2)), arena=True, spinning=False)
-                for _ in layers(1, 2):
-                    pass
+                self.head = onnx_session(export_trunk(model, checkpoint, blocks=2), arena=True, spinning=False)
             else:
-                self.bn0 = model.bn0
-                self.head = [fuse_conv_bn_eval(conv, bn).to(dtype).to(memory_format=torch.channels_last)
-                             for conv, bn in layers(1, 2)]
+                self.head = fused_trunk(model, blocks=2)  # bn0 stays float32, the convolutions take dtype
+                self.head.convs.to(dtype)
+            for _ in layers(1, 2):  # the head holds its own copy now
+                pass
             tiles = self.FLOAT32_TILES if dtype == torch.float32 else (4,) * 6
             self.middle = [WinogradConv3x3(conv.weight, *fold_batch_norm(bn), rows, dtype, tile)
                            for (conv, bn), tile, rows in zip(layers(3, 4, 5), tiles, self.TILE_ROWS)]
@@ -588,7 +582,6 @@ class FastTrunk:
 
     def _head(self, batch):
         import torch
-        import torch.nn.functional as F
 
         if self.dtype == torch.float32:  # in pieces: a whole chunk's block-1 activations would take 300 MB
             frames, pieces = batch.shape[2], []
@@ -598,13 +591,7 @@ class FastTrunk:
                 keep = (min(frames, start + self.HEAD_PIECE) // 4) - start // 4
                 pieces.append(torch.from_numpy(x[:, :, (start - first) // 4:][:, :, :keep]).permute(0, 2, 3, 1))
             return torch.cat(pieces, dim=1)
-        x = self.bn0(torch.from_numpy(batch).transpose(1, 3)).transpose(1, 3)
-        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        for i, conv in enumerate(self.head):
-            x = F.relu_(conv(x))
-            if i % 2:
-                x = F.avg_pool2d(x, 2)
-        return x.permute(0, 2, 3, 1)
+        return self.head(torch.from_numpy(batch)).permute(0, 2, 3, 1)
 
 
 class Int8Trunk:
