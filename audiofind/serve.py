@@ -9,6 +9,7 @@ everything this command started, in order: web, workers, Redis.
 import fcntl
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 from audiofind.config import data_dir
 
 STOP_GRACE = 8  # seconds a worker may take to finish its job after Ctrl-C before it is stopped cold
+RESTART_BACKOFF_MAX = 30.0  # seconds: the longest wait before restarting a worker that keeps dying at start-up
 
 
 class ServeError(RuntimeError):
@@ -42,7 +44,8 @@ def run(app, host="127.0.0.1", port=8000, workers=1):
             _ping(config["REDIS_URL"])
         print(f"Loading the {config['EMBEDDER']!r} embedder…", flush=True)
         for _ in range(workers):
-            started.workers.append(_start_worker(ctx, config, wait=True))
+            started.workers.append(_Worker(ctx, config))
+            started.workers[-1].wait_loaded()
         started.web = ctx.Process(target=_web_main, args=(config, host, port), name="audiofind-web")
         started.web.start()
         _wait_listening(host, port, started.web)
@@ -76,7 +79,7 @@ class _Started:
             self.web.join(15)
             if self.web.is_alive():
                 self.web.kill()
-        for worker in self.workers:
+        for worker in (w.process for w in self.workers):
             if worker.is_alive():
                 worker.join(STOP_GRACE)  # after Ctrl-C a worker is already finishing its job (warm stop)
             if worker.is_alive():
@@ -102,9 +105,19 @@ def _supervise(ctx, config, started):
         if started.redis is not None and started.redis.poll() is not None:
             raise ServeError(f"the embedded Redis stopped (exit code {started.redis.returncode})")
         for i, worker in enumerate(started.workers):
-            if not worker.is_alive():
-                print(f"worker {worker.pid} exited (code {worker.exitcode}); starting another", flush=True)
-                started.workers[i] = _start_worker(ctx, config, wait=False)
+            worker.read_report()
+            if worker.process.is_alive():
+                continue
+            if worker.restart_at is None:  # just found dead
+                worker.ready.close()
+                # One that dies before it has loaded the embedder (a checkpoint gone, a broken library) is
+                # restarted ever more slowly, so a crash loop does not eat the machine; a working one at once.
+                delay = 0.0 if worker.loaded else min(RESTART_BACKOFF_MAX, 2.0 ** worker.quick_deaths)
+                print(f"worker {worker.process.pid} exited (code {worker.process.exitcode}); starting another"
+                      + (f" in {delay:.0f} s" if delay else ""), flush=True)
+                worker.restart_at = time.monotonic() + delay
+            if time.monotonic() >= worker.restart_at:
+                started.workers[i] = _Worker(ctx, config, 0 if worker.loaded else worker.quick_deaths + 1)
 
 
 # -- the pieces
@@ -157,14 +170,19 @@ def _start_redis(folder: Path):
     redis_dir.mkdir(parents=True, exist_ok=True)
     _stop_stale_redis(redis_dir / "redis.pid")
     port = _free_port()
+    # A password, new each run: RQ unpickles what it reads from Redis, so no other local user may write there.
+    # It goes in on stdin ("-" reads the configuration from it), not on the command line that `ps` shows.
+    password = secrets.token_hex(16)
     process = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
+        [redis_binary(), "-", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
          "--pidfile", str(redis_dir / "redis.pid"), "--appendonly", "yes", "--save", "300 1",
          "--logfile", str(redis_dir / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C goes to us; we stop Redis after the workers
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    process.stdin.write(f"requirepass {password}\n".encode())
+    process.stdin.close()
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -203,22 +221,44 @@ def _ping(url):
         raise ServeError(f"cannot reach Redis at {url}: {error}") from None
 
 
-def _start_worker(ctx, config, wait):
-    receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_worker_main, args=(config, send), name="audiofind-worker")
-    process.start()
-    send.close()
-    if wait:
+class _Worker:
+    """One worker process, and whether it has loaded the embedder (its report comes through a pipe).
+
+    The read end of the pipe stays open while the process lives: a worker started without waiting still
+    sends its report, and would die of a broken pipe if nobody held the end."""
+
+    def __init__(self, ctx, config, quick_deaths=0):
+        self.ready, send = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_worker_main, args=(config, send), name="audiofind-worker")
+        self.process.start()
+        send.close()
+        self.loaded = False
+        self.quick_deaths = quick_deaths  # deaths before loading, in a row: the restart back-off
+        self.restart_at = None
+
+    def wait_loaded(self):
         try:
-            problem = receive.recv()  # None once the model is loaded, else why it cannot be
+            problem = self.ready.recv()  # None once the model is loaded, else why it cannot be
         except EOFError:
-            process.join(5)
-            raise ServeError(f"the worker stopped while loading the embedder (exit code {process.exitcode})") from None
+            self.process.join(5)
+            raise ServeError(
+                f"the worker stopped while loading the embedder (exit code {self.process.exitcode})"
+            ) from None
         if problem:
-            process.join(10)
+            self.process.join(10)
             raise ServeError(f"the embedder cannot load: {problem}")
-    receive.close()
-    return process
+        self.loaded = True
+
+    def read_report(self):
+        if self.loaded or self.ready.closed or not self.ready.poll():
+            return
+        try:
+            problem = self.ready.recv()
+        except EOFError:
+            return
+        self.loaded = problem is None
+        if problem:
+            print(f"worker {self.process.pid} cannot load the embedder: {problem}", flush=True)
 
 
 def _worker_main(config, ready):

@@ -2,12 +2,14 @@
 
 Searches and ingests have separate queues and the worker listens to "search" first, so a search is
 never stuck behind a bulk ingest. A job whose worker dies mid-run stays in RQ's StartedJobRegistry;
-the next worker's registry clean-up finds it abandoned and re-enqueues it while it has retries left,
-otherwise marks it failed (AbandonedJobError) — it is never silently lost.
+the registry clean-up of any live worker finds it abandoned once its heartbeat lapses (seconds, see
+HeartbeatWorker) and re-enqueues it while it has retries left, otherwise marks it failed
+(AbandonedJobError) — it is never silently lost.
 """
 
 import logging
 import sys
+import threading
 
 SEARCH_QUEUE = "search"
 INGEST_QUEUE = "ingest"
@@ -15,6 +17,12 @@ QUEUES = (SEARCH_QUEUE, INGEST_QUEUE)
 SEARCH_RESULT_TTL = 3600  # seconds a finished search stays readable
 INGEST_RESULT_TTL = 24 * 3600
 FAILURE_TTL = 24 * 3600
+# A running job's heartbeat is renewed every HEARTBEAT_INTERVAL seconds and lapses HEARTBEAT_TTL seconds after
+# the last one; idle workers look for lapsed jobs every MAINTENANCE_INTERVAL seconds (WORKER_TTL - 15 at most).
+HEARTBEAT_INTERVAL = 2
+HEARTBEAT_TTL = 8
+MAINTENANCE_INTERVAL = 4
+WORKER_TTL = 20
 
 
 class QueueUnavailable(RuntimeError):
@@ -145,8 +153,6 @@ def run_worker(app, queues=None, burst=False):
     A SimpleWorker runs each job in this process, so the model loads once per process and is reused
     (a forking worker would load it again in every job's child, or fork a live thread pool)."""
     global _worker_app
-    from rq import SimpleWorker
-
     from audiofind.app import get_catalog
     from audiofind.embedders.base import EmbedderUnavailable
     from audiofind.index.base import IndexUnavailable
@@ -166,5 +172,43 @@ def run_worker(app, queues=None, burst=False):
         sys.exit(f"worker cannot start: {error}")
     names = list(queues or QUEUES)
     conn = redis_connection(app)
-    worker = SimpleWorker([get_queue(app, name) for name in names], connection=conn)
+    worker = heartbeat_worker_class()(
+        [get_queue(app, name) for name in names], connection=conn,
+        worker_ttl=WORKER_TTL, maintenance_interval=MAINTENANCE_INTERVAL,
+    )
     return worker.work(burst=burst, logging_level="INFO", with_scheduler=True)
+
+
+def heartbeat_worker_class():
+    """RQ's SimpleWorker, which runs jobs in its own process (the model stays loaded), with a heartbeat.
+
+    SimpleWorker cannot renew a job's heartbeat while the job runs in its only thread, so RQ gives the job
+    its whole timeout (an hour for an ingest) before another worker may call it abandoned. Here a thread
+    renews it every few seconds: a killed worker's job is requeued within seconds."""
+    from rq import SimpleWorker
+    from rq.worker import WorkerStatus
+
+    class HeartbeatWorker(SimpleWorker):
+        def get_heartbeat_ttl(self, job, working_time=0.0):
+            return HEARTBEAT_TTL
+
+        def execute_job(self, job, queue):
+            execution = self.prepare_execution(job)
+            done = threading.Event()
+            beat = threading.Thread(target=self._beat, args=(job, execution, done), daemon=True)
+            beat.start()
+            try:
+                self.perform_job(job, queue, execution)
+            finally:
+                done.set()
+                beat.join()
+            self.set_state(WorkerStatus.IDLE)
+
+        def _beat(self, job, execution, done):
+            while not done.wait(HEARTBEAT_INTERVAL):
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except Exception:  # Redis away for a moment: the next beat tries again
+                    self.log.warning("heartbeat of job %s failed", job.id, exc_info=True)
+
+    return HeartbeatWorker
