@@ -13,8 +13,8 @@ import numpy as np
 
 from audiofind import audio
 from audiofind.config import data_dir
-from audiofind.index.base import EmbedderMismatch, Filters, Hit, Track
-from audiofind.storage.base import StorageError
+from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Track
+from audiofind.storage.base import StorageError, content_type_for
 
 # How many more candidates to fetch than asked when results are thinned (diversity, versions).
 OVERFETCH = 5
@@ -59,11 +59,12 @@ class Catalog:
 
     # -- ingest
 
-    def ingest(self, path, *, file=None, storage_key=None, metadata=None) -> IngestOutcome:
-        """Add one audio file. The same audio twice is one track. Nothing is stored unless all of it succeeds.
+    def ingest(self, path, *, file=None, metadata=None, track_id=None) -> IngestOutcome:
+        """Add one audio file (copied into storage). The same audio twice is one track, also when two ingests
+        of it run at once. Nothing is stored unless all of it succeeds.
 
-        ``storage_key``: the file already lives in storage under that key (an upload, which stays the caller's
-        to delete when the outcome is not "added"); otherwise it is copied in.
+        ``track_id``: the id to give the track (an ingest job passes one derived from its own id, so that a
+        retry of a job whose first run got as far as the catalog finds its own track: "added", not a duplicate).
         """
         path = Path(path)
         file = file or path.name
@@ -71,13 +72,13 @@ class Catalog:
         content_hash = _sha256(path)
         existing = self.index.find_by_hash(content_hash)
         if existing is not None:
-            return IngestOutcome("duplicate", existing)
+            return _outcome_of(existing, track_id)
         self._check_embedder()
         embedding, analysis = self._embed(path)
         embedder = self.embedder
         version_of = self._find_version(embedding.window_vectors)
 
-        track_id = uuid.uuid4().hex[:16]
+        track_id = track_id or uuid.uuid4().hex[:16]
         metadata = dict(metadata or {})
         track = Track(
             track_id=track_id,
@@ -92,18 +93,17 @@ class Catalog:
             created_at=time.time(),
         )
         track = self._measured(track, _split_tags(metadata.get("tags", "")), embedding, analysis)
-
-        stored_here = storage_key is None
-        track.storage_key = storage_key or self.storage.new_key(file)
-        if stored_here:
-            self.storage.put_file(path, track.storage_key, filename=file)
+        track.storage_key = self.storage.new_key(file)
+        self.storage.put_file(path, track.storage_key, content_type=content_type_for(track.storage_key), filename=file)
         try:
             if self.index.embedder_identity() is None:
                 self.index.set_embedder_identity(embedder.identity)
             self.index.add(track, embedding.vector, embedding.windows, embedding.window_vectors)
+        except DuplicateAudio as duplicate:  # another ingest of the same audio finished first
+            self.storage.delete(track.storage_key)
+            return _outcome_of(duplicate.existing, None)
         except BaseException:
-            if stored_here:
-                self.storage.delete(track.storage_key)
+            self.storage.delete(track.storage_key)
             raise
         self.pm.hook.after_ingest(track=track, catalog=self)
         return IngestOutcome("added", track, version_of.track_id if version_of else None)
@@ -326,6 +326,10 @@ class Catalog:
                     self.index.update(track.track_id, update)
                     updated += 1
         return {"updated": updated, "unmatched": unmatched}
+
+
+def _outcome_of(existing: Track, track_id) -> IngestOutcome:
+    return IngestOutcome("added" if existing.track_id == track_id else "duplicate", existing)
 
 
 def _result(track: Track, hit: Optional[Hit], rank: int = 0) -> dict:

@@ -35,6 +35,9 @@ DEFAULTS = {
     "S3_ENDPOINT_URL": "",
     "S3_REGION": "",
     "S3_PREFIX": "audio/",
+    # Uploads (references to search for, files to ingest) live apart from the catalog's audio, in every storage;
+    # what is left there is removed by the workers' sweeper (and on S3 by a lifecycle rule, `audiofind migrate`).
+    "UPLOAD_PREFIX": "uploads/",
     "SECRET_KEY": "",
     "ADMIN_TOKEN": "",
     "WIDGET_ORIGINS": "",

@@ -60,7 +60,11 @@ def ensure_indexes(db, identity: dict, *, wait=True, timeout=600.0, poll=2.0) ->
     for name in COLLECTIONS:
         if name not in existing:  # a search index needs its collection to exist
             db.create_collection(name)
-    db["tracks"].create_index([("content_hash", ASCENDING)])
+    # Unique: two concurrent ingests of the same audio add one track (the other gets DuplicateKeyError).
+    if not db["tracks"].index_information().get("content_hash_1", {}).get("unique"):
+        if "content_hash_1" in db["tracks"].index_information():
+            db["tracks"].drop_index("content_hash_1")
+        db["tracks"].create_index([("content_hash", ASCENDING)], unique=True)
     db["tracks"].create_index([("file", ASCENDING)])
     db["tracks"].create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
     db["segments"].create_index([("track_id", ASCENDING), ("i", ASCENDING)])

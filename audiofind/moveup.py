@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from audiofind.config import data_dir
 from audiofind.storage.base import StorageError
-from audiofind.storage.local import content_type_for
+from audiofind.storage.base import content_type_for
 
 
 def _backends(config):

@@ -162,7 +162,10 @@ def test_admin_delete_and_ingest_need_the_token(app, client, catalog, audio_dir)
     assert outcome["status"] == "finished" and outcome["result"]["status"] == "added" and outcome["file"] == "new.wav"
     track = client.get(f"/api/v1/tracks/{outcome['result']['track_id']}").json
     assert track["title"] == "Fresh" and track["album"] == "New"
-    assert get_catalog(app).storage.exists(key)  # an ingested upload is the catalog's file
+    storage = get_catalog(app).storage
+    stored = get_catalog(app).get(outcome["result"]["track_id"])["storage_key"]
+    assert not storage.exists(key) and storage.exists(stored)  # the upload became a catalog file of its own
+    assert not stored.startswith(app.config["UPLOAD_PREFIX"])
 
 
 def test_admin_without_token_is_open_only_from_this_machine(app, client, catalog):

@@ -22,7 +22,7 @@ from audiofind.index.atlas import (
     to_bson_vector,
     vector_filter,
 )
-from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable, Track
+from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, IndexUnavailable, Track
 from audiofind.migrate import MIGRATIONS_DIR, ensure_indexes, load_definitions, migrate
 
 IDENTITY = {"name": "test", "version": "1", "dim": 8, "window_dim": 4}
@@ -157,6 +157,10 @@ class FakeCollection:
             raise self.fail_insert_one
         if doc["_id"] in self.docs:
             raise DuplicateKeyError(f"duplicate _id {doc['_id']}")
+        for name, info in self.index_information().items():
+            field = info["key"][0][0]
+            if info.get("unique") and any(other.get(field) == doc.get(field) for other in self.docs.values()):
+                raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: {name}")
         self.docs[doc["_id"]] = copy.deepcopy(doc)
 
     def insert_many(self, docs, ordered=True):
@@ -204,9 +208,18 @@ class FakeCollection:
     def delete_many(self, query):
         return self._delete(query, True)
 
-    def create_index(self, keys, **kwargs):
+    def create_index(self, keys, unique=False, **kwargs):
         self._check()
-        self.db.regular_indexes.append((self.name, keys))
+        self.db.regular_indexes.append((self.name, keys, unique))
+
+    def index_information(self):
+        return {"_".join(f"{field}_{order}" for field, order in keys): {"key": keys, "unique": unique}
+                for name, keys, unique in self.db.regular_indexes if name == self.name}
+
+    def drop_index(self, index_name):
+        self.db.regular_indexes = [entry for entry in self.db.regular_indexes
+                                   if not (entry[0] == self.name and
+                                           "_".join(f"{f}_{o}" for f, o in entry[1]) == index_name)]
 
     # -- Atlas search indexes: each listing advances a build by one step
     def list_search_indexes(self, name=None):
@@ -371,7 +384,7 @@ def test_migrate_creates_waits_and_is_idempotent(db):
     assert [(r["name"], r["action"], r["status"]) for r in report] == [
         ("segments_vector", "created", "READY"), ("tracks_vector", "created", "READY")]
     assert {"tracks", "segments", "meta"} <= set(db.list_collection_names())
-    assert ("tracks", [("content_hash", 1)]) in db.regular_indexes
+    assert ("tracks", [("content_hash", 1)], True) in db.regular_indexes  # unique: one track per audio
     before = list(db.calls)
     again = ensure_indexes(db, IDENTITY, wait=True, timeout=5)
     assert [r["action"] for r in again] == ["unchanged", "unchanged"]
@@ -609,6 +622,21 @@ def test_add_is_all_or_nothing(index, db):
     assert index.get("t007") is not None and len(index.segments("t007")[0]) == 2
     with pytest.raises(ValueError, match="already in the index"):
         index.add(make_track(7), vec, np.array([[0, 10], [5, 15]]), win)
+
+
+def test_the_same_audio_added_twice_at_once_is_one_track(index, db, monkeypatch):
+    """Two ingests of one file race past find_by_hash; the unique index on content_hash lets one track in."""
+    ensure_indexes(db, IDENTITY, wait=True, timeout=5)
+    rng = np.random.default_rng(7)
+    spans = np.array([[0.0, 10.0]], dtype=np.float32)
+    index.add(make_track(1, content_hash="same"), unit(rng, 1, 8)[0], spans, unit(rng, 1, 4))
+    real, looks = index.find_by_hash, []
+    # The second ingest's own check comes before the first one's insert: it sees nothing the first time.
+    monkeypatch.setattr(index, "find_by_hash", lambda h: None if not looks and not looks.append(h) else real(h))
+    with pytest.raises(DuplicateAudio) as raised:
+        index.add(make_track(2, content_hash="same"), unit(rng, 1, 8)[0], spans, unit(rng, 1, 4))
+    assert raised.value.existing.track_id == "t001"
+    assert index.count() == 1 and not db["segments"].find_one({"track_id": "t002"})
 
 
 def test_embedder_identity_is_recorded(index, db):

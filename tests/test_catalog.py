@@ -51,6 +51,32 @@ def test_the_same_audio_twice_is_one_track(catalog, tracks, tmp_path):
     assert catalog.count() == 1
 
 
+def test_two_ingests_of_the_same_audio_at_once_add_one_track(catalog, tracks, tmp_path, monkeypatch):
+    """Both ingests look for the content hash before either has written (the race); the index's write lock
+    lets one in, the other ends as a duplicate and leaves no copy of the audio behind."""
+    copy = tmp_path / "copy.wav"
+    shutil.copyfile(tracks[0], copy)
+    first = catalog.ingest(tracks[0])
+    real, looks = catalog.index.find_by_hash, []
+    # The second ingest's first look (before embedding) came before the first one's write: it saw nothing.
+    monkeypatch.setattr(catalog.index, "find_by_hash", lambda h: None if not looks and not looks.append(h) else real(h))
+    second = catalog.ingest(copy)
+    assert second.status == "duplicate" and second.track.track_id == first.track.track_id
+    assert catalog.count() == 1
+    audio_files = [p for p in (catalog.storage.root / "audio").rglob("*") if p.is_file()]
+    assert len(audio_files) == 1
+
+
+def test_a_retried_ingest_finds_its_own_track(catalog, tracks):
+    """An ingest job that got as far as the catalog and is run again is "added", and its audio stays."""
+    first = catalog.ingest(tracks[0], track_id="job0000000000001")
+    again = catalog.ingest(tracks[0], track_id="job0000000000001")
+    assert again.status == "added" and again.track.track_id == first.track.track_id
+    assert catalog.storage.exists(again.track.storage_key) and catalog.count() == 1
+    other = catalog.ingest(tracks[0], track_id="job0000000000002")
+    assert other.status == "duplicate"
+
+
 def test_a_bad_file_is_refused_and_leaves_nothing(catalog, audio_dir):
     bad = audio_dir / "not-audio.mp3"
     bad.write_text("this is a text file, not music\n" * 50)

@@ -14,6 +14,7 @@ import pytest
 from rq.job import Job
 
 import audiogen
+from audiofind import uploads
 from audiofind.app import get_catalog, services
 from audiofind.jobs import queue as jobqueue
 from audiofind.jobs.queue import enqueue_ingest, enqueue_search, job_status, redis_connection, run_worker
@@ -31,7 +32,7 @@ def app_config(app_config):
 def stored(app, path):
     """Put a file in storage as an upload would (the jobs take storage keys)."""
     storage = services(app).storage
-    key = storage.new_key(path.name)
+    key = uploads.new_key(storage, path.name)
     storage.put_file(path, key)
     return key
 
@@ -55,7 +56,10 @@ def test_ingest_then_search_jobs_report_stages_and_results(app, audio_dir, monke
     run_worker(app, burst=True)
     outcomes = [job_status(app, job.id, kind="ingest") for job in jobs]
     assert [o["result"]["status"] for o in outcomes] == ["added"] * 3
-    assert all(services(app).storage.exists(key) for key in keys)  # ingested files are kept
+    storage = services(app).storage
+    assert not any(storage.exists(key) for key in keys)  # the uploads are gone ...
+    tracks = [get_catalog(app).get(o["result"]["track_id"]) for o in outcomes]
+    assert all(t["storage_key"].startswith("audio/") and storage.exists(t["storage_key"]) for t in tracks)  # ... copied
 
     query = stored(app, piece(audio_dir, "query.wav", seed=1))
     job = enqueue_search(app, query, {"limit": 2, "filters": {"min_duration": 1}})
@@ -77,7 +81,10 @@ def test_duplicate_ingest_keeps_one_copy(app, audio_dir):
     results = [job_status(app, j.id)["result"] for j in jobs]
     assert [r["status"] for r in results] == ["added", "duplicate"]
     assert results[0]["track_id"] == results[1]["track_id"]
-    assert services(app).storage.exists(first) and not services(app).storage.exists(second)
+    storage = services(app).storage
+    assert not storage.exists(first) and not storage.exists(second)
+    assert storage.exists(get_catalog(app).get(results[0]["track_id"])["storage_key"])
+    assert get_catalog(app).count() == 1
 
 
 def test_bad_audio_fails_at_once_without_retries(app, audio_dir):

@@ -10,7 +10,9 @@ from urllib.parse import parse_qs, urljoin, urlparse
 import pytest
 import requests
 
+from audiofind import uploads
 from audiofind.app import create_app, services
+from audiofind.jobs.queue import redis_connection
 from audiofind.storage.base import StorageError
 
 AUDIO = bytes(range(256)) * 40  # 10240 bytes; the content does not matter to storage
@@ -58,9 +60,9 @@ class LiveApp:
         self.thread.join(timeout=10)
 
 
-def _make_app(tmp_path, **config):
+def _make_app(tmp_path, redis_url="", **config):
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "instance"), "EMBEDDER": "dsp",
-                      "SECRET_KEY": "test", **config})
+                      "SECRET_KEY": "test", "REDIS_URL": redis_url, **config})
     if "storage" not in app.blueprints:  # the web routes register it; these tests do not depend on them
         from audiofind.routes.storage import bp
 
@@ -74,22 +76,25 @@ class Harness:
         self.storage = services(app).storage
 
     def url(self, method, *args):
-        """Call upload_target/playback_url as the web routes do (inside a request) and make the URL absolute."""
+        """Call upload_target/playback_url as the web routes do (inside a request) and make the URL absolute;
+        an upload target's key is offered as POST /api/v1/uploads offers it."""
         with self.app.test_request_context(base_url=self.live.base):
             result = getattr(self.storage, method)(*args)
+            if method == "upload_target":
+                uploads.offer(redis_connection(self.app), self.app.config, args[0], "upload")
         if isinstance(result, dict):
             return {**result, "upload_url": urljoin(self.live.base + "/", result["upload_url"])}
         return urljoin(self.live.base + "/", result)
 
 
 @pytest.fixture(params=["local", "s3"])
-def backend(request, tmp_path):
+def backend(request, tmp_path, redis_url):
     if request.param == "local":
-        app = _make_app(tmp_path)
+        app = _make_app(tmp_path, redis_url)
     else:
         endpoint = request.getfixturevalue("s3_endpoint")
         bucket = f"audiofind-{uuid.uuid4().hex[:12]}"
-        app = _make_app(tmp_path, STORAGE="s3", S3_BUCKET=bucket, S3_ENDPOINT_URL=endpoint, S3_REGION="us-east-1")
+        app = _make_app(tmp_path, redis_url, STORAGE="s3", S3_BUCKET=bucket, S3_ENDPOINT_URL=endpoint, S3_REGION="us-east-1")
         services(app).storage.client.create_bucket(Bucket=bucket)
     live = LiveApp(app)
     yield Harness(request.param, app, live)
@@ -199,8 +204,8 @@ def test_check_passes_for_a_working_backend(backend):
 
 
 @pytest.fixture
-def local(tmp_path):
-    app = _make_app(tmp_path)
+def local(tmp_path, redis_url):
+    app = _make_app(tmp_path, redis_url)
     live = LiveApp(app)
     yield Harness("local", app, live)
     live.close()

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from audiofind.hookspecs import hookimpl
-from audiofind.index.base import EmbedderMismatch, Filters, Hit, Index, IndexUnavailable, Track
+from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Index, IndexUnavailable, Track
 
 TRACKS_INDEX = "tracks_vector"
 SEGMENTS_INDEX = "segments_vector"
@@ -70,6 +70,16 @@ def describe_error(exc, config) -> IndexUnavailable:
             return IndexUnavailable(f"MongoDB at {host} refused the credentials or the action: {text[:200]}")
         return IndexUnavailable(f"MongoDB error at {host}: {text[:300]}")
     return IndexUnavailable(f"MongoDB error at {host}: {str(exc)[:300]}")
+
+
+def _is_duplicate_hash(exc) -> bool:
+    from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+    if isinstance(exc, DuplicateKeyError):
+        return "content_hash" in str(exc)
+    if isinstance(exc, BulkWriteError):
+        return any(e.get("code") == 11000 and "content_hash" in str(e) for e in exc.details.get("writeErrors", []))
+    return False
 
 
 def vector_filter(filters: Filters) -> Optional[dict]:
@@ -227,21 +237,31 @@ class AtlasIndex(Index):
             taken = [doc["_id"] for doc in self.db["tracks"].find({"_id": {"$in": ids}}, {"_id": 1})]
             if taken:
                 raise ValueError(f"track {taken[0]} is already in the index")
+            for doc in tracks:
+                self._refuse_duplicate(doc["content_hash"])
             self.db["segments"].delete_many({"track_id": {"$in": ids}})  # leftovers of a failed add
             try:
                 if segments:
                     self.db["segments"].insert_many(segments, ordered=False)
                 self._insert_tracks(tracks)  # the tracks become visible here
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(Exception):
                     self.db["tracks"].delete_many({"_id": {"$in": ids}})
                     self.db["segments"].delete_many({"track_id": {"$in": ids}})
+                if _is_duplicate_hash(exc):  # a concurrent ingest of the same audio won (unique index)
+                    for doc in tracks:
+                        self._refuse_duplicate(doc["content_hash"])
                 raise
         windows = {}
         for seg in segments:
             windows[seg["track_id"]] = windows.get(seg["track_id"], 0) + 1
         for track_id in ids:
             self._pending[track_id] = (True, {}, windows.get(track_id, 0))
+
+    def _refuse_duplicate(self, content_hash):
+        same = self.find_by_hash(content_hash)
+        if same is not None:
+            raise DuplicateAudio(same)
 
     def _insert_tracks(self, docs):
         if len(docs) == 1:

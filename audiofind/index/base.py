@@ -14,6 +14,14 @@ class EmbedderMismatch(IndexUnavailable):
     """Vectors from another embedder would be mixed into the catalog."""
 
 
+class DuplicateAudio(ValueError):
+    """The same audio (content hash) is already in the catalog as ``existing`` (a Track)."""
+
+    def __init__(self, existing):
+        super().__init__(f"the same audio is already in the catalog as track {existing.track_id}")
+        self.existing = existing
+
+
 @dataclass
 class Track:
     track_id: str

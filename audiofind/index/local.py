@@ -16,6 +16,7 @@ the meta table; readers check it once per search and refresh their cached row ma
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ import numpy as np
 from audiofind.config import data_dir
 from audiofind.hookspecs import hookimpl
 from audiofind.index.base import (
+    DuplicateAudio,
     EmbedderMismatch,
     Filters,
     Hit,
@@ -35,6 +37,7 @@ from audiofind.index.base import (
     Track,
 )
 
+logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -362,6 +365,10 @@ class LocalIndex(Index):
                 existing = self._db().execute(sql, chunk).fetchone()
                 if existing:
                     raise ValueError(f"track {existing[0]} is already in the catalog")
+            for track in (c[0] for c in checked):  # under the lock: two ingests of one file add one track
+                same = self.find_by_hash(track.content_hash)
+                if same is not None:
+                    raise DuplicateAudio(same)
             track_path, window_path = self._paths(self._meta("files"))
             vec_row = self._append(track_path, np.stack([c[1] for c in checked]))
             win_row = self._append(window_path, np.concatenate([c[3] for c in checked]))
@@ -371,11 +378,16 @@ class LocalIndex(Index):
                 vec_row, win_row = vec_row + 1, win_row + len(window_vectors)
             self._insert_tracks(rows)
             if self.ann_threshold:
-                tracks, windows = self._db().execute("SELECT COUNT(*), SUM(win_count) FROM tracks").fetchone()
-                if tracks > self.ann_threshold:
-                    self._extend_ann("tracks")
-                if (windows or 0) > self.ann_threshold:
-                    self._extend_ann("windows")
+                # The tracks are in: a failure to extend the ANN index must not fail the add (the next add, or
+                # `audiofind build-ann`, extends it; searches are exact over what it does not cover yet).
+                try:
+                    tracks, windows = self._db().execute("SELECT COUNT(*), SUM(win_count) FROM tracks").fetchone()
+                    if tracks > self.ann_threshold:
+                        self._extend_ann("tracks")
+                    if (windows or 0) > self.ann_threshold:
+                        self._extend_ann("windows")
+                except Exception:
+                    logger.exception("could not extend the ANN index after adding %s", ids)
 
     @staticmethod
     def _checked(identity, track, vector, windows, window_vectors):

@@ -1,11 +1,12 @@
-"""The ingest job: add an uploaded file to the catalog; the file stays in storage (track.storage_key)."""
+"""The ingest job: add an uploaded file to the catalog (a copy of it, under the catalog's prefix), then drop the upload."""
 
-from audiofind.jobs._common import set_stage, user_errors, will_retry
-from audiofind.jobs.queue import worker_app
+from audiofind import uploads
+from audiofind.jobs._common import current_job, set_stage, user_errors, will_retry
+from audiofind.jobs.queue import redis_connection, worker_app
 
 
 def run_ingest(key, filename, metadata=None):
-    """Ingest the file stored under ``key`` (``filename`` is the user's name for it).
+    """Ingest the upload stored under ``key`` (``filename`` is the user's name for it).
 
     Returns {status: added|duplicate, track_id, file, title, version_of}."""
     from audiofind.app import get_catalog, services
@@ -13,16 +14,17 @@ def run_ingest(key, filename, metadata=None):
     app = worker_app()
     with app.app_context(), user_errors():
         catalog, storage = get_catalog(app), services(app).storage
+        job = current_job()
         set_stage("analyzing")
         try:
             with storage.local_copy(key) as path:
-                outcome = catalog.ingest(path, file=filename, storage_key=key, metadata=metadata or {})
+                outcome = catalog.ingest(path, file=filename, metadata=metadata or {},
+                                         track_id=job.id.replace("-", "")[:16] if job else None)
         except Exception as error:
             if not will_retry(error):
-                storage.delete(key)
+                uploads.release(redis_connection(app), storage, key)
             raise
-        if outcome.status != "added":  # the same audio is already in the catalog under its own key
-            storage.delete(key)
+        uploads.release(redis_connection(app), storage, key)
         track = outcome.track
         return {
             "status": outcome.status,

@@ -10,6 +10,7 @@ HeartbeatWorker) and re-enqueues it while it has retries left, otherwise marks i
 import logging
 import sys
 import threading
+import uuid
 
 SEARCH_QUEUE = "search"
 INGEST_QUEUE = "ingest"
@@ -58,13 +59,19 @@ def _retry(app):
     return Retry(max=retries, interval=[2, 10, 30][:retries] or 0) if retries else None
 
 
-def _enqueue(app, queue_name, func, args, timeout, result_ttl, meta):
+def _enqueue(app, queue_name, func, upload_key, args, timeout, result_ttl, meta):
+    """The job that reads the upload under ``upload_key``; the upload is held for it first (see uploads.py)."""
     import redis
 
+    from audiofind import uploads
+
+    job_id = str(uuid.uuid4())
     try:
+        uploads.hold(redis_connection(app), upload_key, job_id)
         return get_queue(app, queue_name).enqueue_call(
             func,
-            args=args,
+            args=(upload_key, *args),
+            job_id=job_id,
             timeout=int(timeout),
             result_ttl=result_ttl,
             failure_ttl=FAILURE_TTL,
@@ -77,14 +84,14 @@ def _enqueue(app, queue_name, func, args, timeout, result_ttl, meta):
 
 def enqueue_search(app, key, options, filename=""):
     return _enqueue(
-        app, SEARCH_QUEUE, "audiofind.jobs.search.run_search", (key, options),
+        app, SEARCH_QUEUE, "audiofind.jobs.search.run_search", key, (options,),
         app.config["SEARCH_JOB_TIMEOUT"], SEARCH_RESULT_TTL, {"kind": "search", "file": filename},
     )
 
 
 def enqueue_ingest(app, key, filename, metadata=None):
     return _enqueue(
-        app, INGEST_QUEUE, "audiofind.jobs.ingest.run_ingest", (key, filename, metadata or {}),
+        app, INGEST_QUEUE, "audiofind.jobs.ingest.run_ingest", key, (filename, metadata or {}),
         app.config["INGEST_JOB_TIMEOUT"], INGEST_RESULT_TTL, {"kind": "ingest", "file": filename},
     )
 

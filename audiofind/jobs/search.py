@@ -1,7 +1,8 @@
 """The search job: embed an uploaded reference file, search the catalog, delete the upload."""
 
+from audiofind import uploads
 from audiofind.jobs._common import set_stage, user_errors, will_retry
-from audiofind.jobs.queue import worker_app
+from audiofind.jobs.queue import redis_connection, worker_app
 
 
 def run_search(key, options):
@@ -24,9 +25,9 @@ def run_search(key, options):
                 query = catalog.embed_query(path, start=start, end=end)
         except Exception as error:
             if not will_retry(error):
-                storage.delete(key)
+                uploads.release(redis_connection(app), storage, key)
             raise
-        storage.delete(key)  # a reference track is not kept
+        uploads.release(redis_connection(app), storage, key)  # a reference track is not kept
         set_stage("searching")
         results = catalog.search_embedding(query.vector, query.window_vectors, query.windows, filters=filters, **options)
         return [_plain(result) for result in results]

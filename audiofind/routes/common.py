@@ -7,16 +7,16 @@ from urllib.parse import urljoin
 
 from flask import current_app, request, session
 
+from audiofind import uploads
 from audiofind.app import services
 from audiofind.audio import megabytes
 from audiofind.jobs.queue import redis_connection
-from audiofind.storage.base import StorageError, base_type
+from audiofind.storage.base import AUDIO_TYPES, StorageError, base_type
 
-AUDIO_EXTENSIONS = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
 FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min_bpm", "max_bpm")
 MODES = ("track", "segment")
 MAX_LIMIT = 100
-UPLOAD_MARK = "audiofind:upload:"
+MAX_FILENAME = 255
 
 
 class UserError(Exception):
@@ -127,11 +127,13 @@ def parse_range(source):
 
 def new_upload(filename, content_type, size):
     """{upload_url, method, headers, key} for one file, after checking its name, type and size."""
-    from audiofind.storage.base import StorageError
-
-    filename = (filename or "").strip()
-    if not filename:
-        raise UserError("filename is required")
+    if not isinstance(filename, str) or not filename.strip():
+        raise UserError("filename is required (text)")
+    if content_type is not None and not isinstance(content_type, str):
+        raise UserError("content_type must be text")
+    filename = filename.strip()
+    if len(filename) > MAX_FILENAME:
+        raise UserError(f"filename is longer than {MAX_FILENAME} characters")
     size = number({"size": size}, "size", int, low=1)
     if size is None:
         raise UserError("size is required (bytes)")
@@ -140,19 +142,18 @@ def new_upload(filename, content_type, size):
         raise UserError(f"{filename} is too large: {megabytes(size)}; the limit is {megabytes(limit)}", 413, "too_large")
     content_type = base_type(content_type)
     suffix = PurePosixPath(filename).suffix.lower()
-    if not (content_type.startswith("audio/") or suffix in AUDIO_EXTENSIONS):
+    if not (content_type.startswith("audio/") or suffix in AUDIO_TYPES):
         raise UserError(f"{filename} is not an audio file ({content_type or 'unknown type'})", 422, "not_audio")
     if not content_type.startswith("audio/"):
         content_type = "application/octet-stream"
     storage = services().storage
-    key = storage.new_key(filename)
+    key = uploads.new_key(storage, filename)
     try:
         target = storage.upload_target(key, content_type, size)
     except StorageError as error:
         raise UserError(f"{filename}: {error}", 400) from error
-    # Only keys we handed out may be searched or ingested (a job deletes its upload afterwards).
-    expires = int(current_app.config["UPLOAD_URL_EXPIRES"]) + 3600
-    redis_connection(current_app).set(UPLOAD_MARK + key, filename, ex=expires)
+    # Only keys we handed out may be searched or ingested, each once (a job deletes its upload afterwards).
+    uploads.offer(redis_connection(current_app), current_app.config, key, filename)
     return {**target, "upload_url": absolute(target["upload_url"]), "key": key}
 
 
@@ -160,19 +161,11 @@ def claim_upload(key):
     """The file name of an upload we handed out and whose bytes arrived; each key is used once."""
     if not key or not isinstance(key, str):
         raise UserError("key is required: ask POST /api/v1/uploads for one and send the file there first")
-    conn = redis_connection(current_app)
-    filename = conn.get(UPLOAD_MARK + key)
-    if filename is None:
-        raise UserError("unknown or already used upload key; upload the file again", 400, "bad_key")
-    storage = services().storage
-    if not storage.exists(key):
-        raise UserError(f"{filename.decode()} has not been uploaded yet (nothing stored under this key)", 400, "not_uploaded")
     try:
-        storage.verify_upload(key, int(current_app.config["MAX_UPLOAD_BYTES"]))  # deletes an oversize upload
-    except StorageError:
-        raise UserError(f"{filename.decode()} is too large", 413, "too_large") from None
-    conn.delete(UPLOAD_MARK + key)
-    return filename.decode()
+        return uploads.claim(redis_connection(current_app), services().storage, key,
+                             int(current_app.config["MAX_UPLOAD_BYTES"]))
+    except uploads.UploadRefused as refused:
+        raise UserError(str(refused), 413 if refused.code == "too_large" else 400, refused.code) from None
 
 
 # -- results

@@ -2,10 +2,13 @@
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
+from audiofind import uploads
 from audiofind.app import services
+from audiofind.jobs.queue import redis_connection
 from audiofind.storage.base import StorageError
 from audiofind.storage.base import base_type
-from audiofind.storage.local import PLAYBACK_SALT, UPLOAD_SALT, LocalStorage, content_type_for
+from audiofind.storage.base import content_type_for
+from audiofind.storage.local import PLAYBACK_SALT, UPLOAD_SALT, LocalStorage
 
 bp = Blueprint("storage", __name__, url_prefix="/storage")
 
@@ -31,6 +34,8 @@ def upload(token):
     except StorageError as exc:
         return _error(403, str(exc))
     key, expected_type, max_size = claims["key"], claims["type"], int(claims["size"])
+    if not uploads.is_open(redis_connection(current_app), storage, key):
+        return _error(403, "this upload link was already used; ask for a new one")
     sent_type = base_type(request.content_type) or "application/octet-stream"
     if sent_type != expected_type:
         return _error(415, f"this upload link is for {expected_type}, not {sent_type}")

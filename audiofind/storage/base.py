@@ -5,6 +5,29 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 
+# The audio formats we decode, by extension, and the type they are stored and played back as. Anything else is
+# stored without its extension and played back as application/octet-stream (never as a page).
+AUDIO_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".m4a": "audio/mp4",
+    ".mp4": "audio/mp4",
+    ".aac": "audio/aac",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+    ".wma": "audio/x-ms-wma",
+    ".webm": "audio/webm",
+}
+
+
+def content_type_for(key: str) -> str:
+    return AUDIO_TYPES.get(PurePosixPath(key).suffix.lower(), "application/octet-stream")
+
+
 class StorageError(RuntimeError):
     """The object is missing or the backend cannot be reached; the message says which."""
 
@@ -22,12 +45,14 @@ class Storage:
     def __init__(self, config):
         self.config = config
 
-    def new_key(self, filename: str = "") -> str:
-        """A fresh key; keeps only the file's extension (lower-cased) so decoders can tell the format."""
+    def new_key(self, filename: str = "", prefix: str = None) -> str:
+        """A fresh key under ``prefix`` (the catalog's audio by default); keeps only an audio extension
+        (lower-cased) of the file's name, so decoders can tell the format and playback has an audio type."""
         suffix = PurePosixPath(filename).suffix.lower()
-        if not suffix[1:].isalnum() or len(suffix) > 6:
+        if suffix not in AUDIO_TYPES:
             suffix = ""
-        return f"{self.config.get('S3_PREFIX', 'audio/')}{uuid.uuid4().hex}{suffix}"
+        prefix = self.config.get("S3_PREFIX", "audio/") if prefix is None else prefix
+        return f"{prefix}{uuid.uuid4().hex}{suffix}"
 
     def put_file(self, local_path: Path, key: str, content_type: str = "", filename: str = "") -> None:
         """Store a local file under ``key``; ``filename`` (the user's) may be kept as object metadata."""
@@ -46,6 +71,10 @@ class Storage:
         raise NotImplementedError
 
     def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def list_keys(self, prefix: str):
+        """(key, last-modified Unix time) of every object under ``prefix``."""
         raise NotImplementedError
 
     def verify_upload(self, key: str, max_size: int) -> int:

@@ -6,11 +6,10 @@ signed with the app's SECRET_KEY, so the routes need no per-upload state.
 """
 
 import contextlib
-import mimetypes
 import os
 import shutil
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from audiofind.config import data_dir
 from audiofind.hookspecs import hookimpl
@@ -18,26 +17,6 @@ from audiofind.storage.base import Storage, StorageError
 
 UPLOAD_SALT = "audiofind.storage.upload"
 PLAYBACK_SALT = "audiofind.storage.playback"
-
-# mimetypes depends on the system's tables; these are the ones our decoders read.
-AUDIO_TYPES = {
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".flac": "audio/flac",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".m4a": "audio/mp4",
-    ".aac": "audio/aac",
-    ".aif": "audio/aiff",
-    ".aiff": "audio/aiff",
-}
-
-
-def content_type_for(key: str) -> str:
-    suffix = PurePosixPath(key).suffix.lower()
-    return AUDIO_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
-
 
 class LocalStorage(Storage):
     name = "local"
@@ -101,6 +80,18 @@ class LocalStorage(Storage):
 
     def delete(self, key):
         self.path(key).unlink(missing_ok=True)
+
+    def list_keys(self, prefix):
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return
+        for path in folder.rglob("*"):
+            if path.is_file():
+                try:
+                    modified = path.stat().st_mtime
+                except FileNotFoundError:  # consumed meanwhile
+                    continue
+                yield path.relative_to(self.root).as_posix(), modified
 
     # -- signed URLs (need a Flask app or request context: they call url_for)
     def _serializer(self, salt):

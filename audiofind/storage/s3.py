@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from audiofind.hookspecs import hookimpl
-from audiofind.storage.base import Storage, StorageError
+from audiofind.storage.base import Storage, StorageError, content_type_for
 
 
 class S3Storage(Storage):
@@ -122,6 +122,36 @@ class S3Storage(Storage):
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, key) from None
 
+    def list_keys(self, prefix):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"], item["LastModified"].timestamp()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc) from None
+
+    def ensure_upload_expiry(self, prefix, days):
+        """A lifecycle rule that deletes what is left under the uploads prefix after ``days`` (S3 counts whole
+        days; the workers' sweeper removes what is left sooner). Other rules of the bucket are kept."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        rule = {"ID": "audiofind-uploads-expire", "Filter": {"Prefix": prefix}, "Status": "Enabled",
+                "Expiration": {"Days": int(days)}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+        try:
+            try:
+                rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                    raise
+                rules = []
+            rules = [r for r in rules if r.get("ID") != rule["ID"]] + [rule]
+            self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc) from None
+        return rule
+
     def upload_target(self, key, content_type, size):
         content_type, size = self.checked_upload(content_type, size)
         # Content-Type and Content-Length become signed headers: S3 refuses a PUT with another type
@@ -136,9 +166,10 @@ class S3Storage(Storage):
         return {"upload_url": url, "method": "PUT", "headers": {"Content-Type": content_type}}
 
     def playback_url(self, key):
+        # S3 answers with the type given here, whatever the object was stored with: only audio types play.
         return self.client.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.bucket, "Key": key},
+            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type_for(key)},
             ExpiresIn=int(self.config.get("PLAYBACK_URL_EXPIRES") or 3600),
         )
 
