@@ -114,10 +114,12 @@ class Catalog:
         return embedding, analysis
 
     def reindex(self, progress=lambda done, total: None) -> list:
-        """Re-embed every track with the configured embedder, keeping ids and metadata.
+        """Re-embed every track with the configured embedder, keeping ids and metadata; returns the failures.
 
         The catalog's tracks are written to a manifest first, then all are removed, then re-added one by one:
-        an interrupted run resumes from the manifest, and vectors of two embedders are never mixed."""
+        an interrupted run resumes from the manifest, and vectors of two embedders are never mixed. A track
+        that cannot be re-embedded (its file missing, storage unreachable) stays in the manifest, with its
+        audio: running reindex again retries exactly those."""
         manifest = data_dir(self.config) / "reindex-manifest.json"
         if not manifest.exists():
             everything = []
@@ -126,14 +128,12 @@ class Catalog:
                 if not page:
                     break
                 everything.extend(page)
-            partial = manifest.with_suffix(".part")
-            partial.write_text(json.dumps([track.to_dict() for track in everything]))
-            partial.replace(manifest)
+            _write_json(manifest, [track.to_dict() for track in everything])
         entries = [Track(**entry) for entry in json.loads(manifest.read_text())]
         for track in entries:
             self.index.remove(track.track_id)
         self.index.set_embedder_identity(self.embedder.identity)
-        failed = []
+        failed, kept = [], []
         for done, track in enumerate(entries):
             progress(done, len(entries))
             if self.index.get(track.track_id) is not None:
@@ -143,12 +143,16 @@ class Catalog:
                     embedding, analysis = self._embed(path)
             except (audio.AudioError, StorageError) as error:
                 failed.append(f"{track.file}: {error}")
+                kept.append(track.to_dict())
                 continue
             free_tags = [tag for tag in track.tags if tag not in {label for label, _ in track.labels}]
             track = self._measured(track, free_tags, embedding, analysis)
             self.index.add(track, embedding.vector, embedding.windows, embedding.window_vectors)
         progress(len(entries), len(entries))
-        manifest.unlink()
+        if kept:
+            _write_json(manifest, kept)
+        else:
+            manifest.unlink()
         return failed
 
     def _measured(self, track: Track, free_tags: list, embedding, analysis) -> Track:
@@ -342,6 +346,12 @@ def _result(track: Track, hit: Optional[Hit], rank: int = 0) -> dict:
         versions=1,
     )
     return result
+
+
+def _write_json(path: Path, value) -> None:
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(value))
+    partial.replace(path)
 
 
 def _sha256(path: Path) -> str:

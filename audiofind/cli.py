@@ -107,6 +107,8 @@ def ingest(obj, paths):
     for line in failed:
         click.echo(f"  failed  {line}", err=True)
     if failed:
+        click.echo(f"{len(failed)} tracks are kept for the next run (their audio and metadata too): fix the cause "
+                   "and run `audiofind reindex` again", err=True)
         sys.exit(1)
 
 
@@ -293,12 +295,22 @@ def worker(obj, queues, burst):
 @click.option("--timeout", default=600, show_default=True, type=int)
 @click.pass_obj
 def migrate(obj, no_wait, timeout):
-    """Create or update the production index definitions (MongoDB Atlas). Safe to run twice."""
+    """Create or update the production index definitions (MongoDB Atlas) and, on S3, the lifecycle rule that
+    expires left-over uploads. Safe to run twice."""
+    from audiofind.app import services
     from audiofind.migrate import migrate as run_migrations
+    from audiofind.uploads import offer_seconds
 
+    config = obj.app.config
     try:
-        for report in run_migrations(obj.app.config, wait=not no_wait, timeout=timeout):
-            click.echo(f"{report['name']} on {report['collection']}: {report['action']} ({report['status']})")
+        if config["INDEX"] == "atlas":
+            for report in run_migrations(config, wait=not no_wait, timeout=timeout):
+                click.echo(f"{report['name']} on {report['collection']}: {report['action']} ({report['status']})")
+        storage = services(obj.app).storage
+        if hasattr(storage, "ensure_upload_expiry"):
+            days = max(1, -(-offer_seconds(config) // 86400))
+            rule = storage.ensure_upload_expiry(config["UPLOAD_PREFIX"], days)
+            click.echo(f"s3://{storage.bucket}/{rule['Filter']['Prefix']}: uploads expire after {days} day(s)")
     except USER_ERRORS as error:
         fail(error)
 

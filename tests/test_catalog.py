@@ -221,3 +221,29 @@ def test_vectors_from_another_embedder_are_refused_until_reindex(app_config, tra
     assert {t["embedder"] for t in other.list()} == {"dsp-retuned:" + RetunedDsp.version}
     assert other.search_file(tracks[0], limit=1)[0]["track_id"] == ids[0]
     assert other.ingest(tracks[2]).status == "added"
+
+
+def test_reindex_keeps_what_it_cannot_re_embed_for_the_next_run(app_config, tracks, monkeypatch):
+    from audiofind.app import create_app as factory
+    from audiofind.storage.base import StorageError
+
+    first = get_catalog(create_app(app_config))
+    ids = [first.ingest(path, metadata={"title": f"T{i}"}).track.track_id for i, path in enumerate(tracks[:3])]
+    other = get_catalog(factory(dict(app_config, EMBEDDER="dsp-retuned"), plugins=[RetunedPlugin()]))
+    flaky_key = first.index.get(ids[1]).storage_key
+    real_copy = type(other.storage).local_copy
+
+    def storage_down_for_one(storage, key):
+        if key == flaky_key:
+            raise StorageError("S3 error 500 on s3://bucket/key")
+        return real_copy(storage, key)
+
+    monkeypatch.setattr(type(other.storage), "local_copy", storage_down_for_one)
+    failed = other.reindex()
+    assert len(failed) == 1 and "piece1.wav" in failed[0] and "500" in failed[0]
+    assert other.count() == 2 and other.storage.exists(flaky_key)  # its audio is never deleted
+
+    monkeypatch.setattr(type(other.storage), "local_copy", real_copy)  # storage is back: run it again
+    assert other.reindex() == []
+    assert other.count() == 3 and other.get(ids[1])["title"] == "T1"
+    assert {t["embedder"] for t in other.list()} == {"dsp-retuned:" + RetunedDsp.version}

@@ -24,6 +24,8 @@ HEARTBEAT_INTERVAL = 2
 HEARTBEAT_TTL = 8
 MAINTENANCE_INTERVAL = 4
 WORKER_TTL = 20
+SWEEP_INTERVAL = 300  # seconds between two sweeps of left-over uploads (by whichever worker comes first)
+SWEEP_LOCK = "audiofind:uploads:sweeping"
 
 
 class QueueUnavailable(RuntimeError):
@@ -195,6 +197,9 @@ def heartbeat_worker_class():
     from rq import SimpleWorker
     from rq.worker import WorkerStatus
 
+    from audiofind import uploads
+    from audiofind.app import services
+
     class HeartbeatWorker(SimpleWorker):
         def get_heartbeat_ttl(self, job, working_time=0.0):
             return HEARTBEAT_TTL
@@ -210,6 +215,17 @@ def heartbeat_worker_class():
                 done.set()
                 beat.join()
             self.set_state(WorkerStatus.IDLE)
+
+        def run_maintenance_tasks(self):
+            super().run_maintenance_tasks()
+            conn = self.connection
+            if conn.set(SWEEP_LOCK, self.name, nx=True, ex=SWEEP_INTERVAL):  # one worker sweeps at a time
+                try:
+                    swept = uploads.sweep(conn, services(worker_app()).storage, worker_app().config)
+                    if swept:
+                        self.log.info("removed %d left-over uploads", len(swept))
+                except Exception:  # storage away for a moment: the next sweep tries again
+                    self.log.warning("sweeping left-over uploads failed", exc_info=True)
 
         def _beat(self, job, execution, done):
             while not done.wait(HEARTBEAT_INTERVAL):
