@@ -5,7 +5,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from audiofind.config import DEFAULTS
+from audiofind.config import DEFAULTS, raw_strings_from_env
 
 
 def create_app(config=None, *, plugins=()):
@@ -16,6 +16,7 @@ def create_app(config=None, *, plugins=()):
     app.config["DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
     app.config.from_pyfile(str(Path(app.config["DATA_DIR"]) / "config.py"), silent=True)
     app.config.from_prefixed_env("AUDIOFIND")
+    raw_strings_from_env(app.config, os.environ)
     if config:
         app.config.update(config)
     app.instance_path = app.config["DATA_DIR"]

@@ -38,6 +38,10 @@ class AudioInfo:
 
 
 # Containers libsndfile cannot read; named in the error when ffmpeg is missing.
+# A block of decoded audio holds rate x channels x seconds samples: the probe refuses what would not fit.
+MAX_SAMPLE_RATE = 192000
+MAX_CHANNELS = 16
+BLOCK_SAMPLES = 30 * 48000 * 2  # samples (all channels) per decoded block: 11 MB of float32
 _FFMPEG_ONLY = {".m4a": "M4A/AAC", ".mp4": "MP4", ".aac": "AAC", ".wma": "WMA", ".webm": "WebM", ".mka": "Matroska"}
 
 
@@ -235,6 +239,10 @@ def probe(path, config) -> AudioInfo:
         reason = _wav_truncation(path)
         if reason:
             raise AudioError(path, reason)
+    if info.sample_rate > MAX_SAMPLE_RATE:
+        raise AudioError(path, f"has a sample rate of {info.sample_rate} Hz; the most is {MAX_SAMPLE_RATE} Hz")
+    if info.channels > MAX_CHANNELS:
+        raise AudioError(path, f"has {info.channels} channels; the most is {MAX_CHANNELS}")
     longest, shortest = float(config["MAX_DURATION"]), float(config["MIN_DURATION"])
     if info.duration > longest:
         raise AudioError(path, f"is {_duration_text(info.duration)} long, the limit is {_duration_text(longest)}")
@@ -269,8 +277,12 @@ class _Resampler:
         return self.stream.resample_chunk(x, last=last)
 
 
-def stream(path, sample_rate: int, *, start=None, end=None, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at ``sample_rate`` (about ``block_seconds`` each), optionally of [start, end) seconds."""
+def stream(path, sample_rate: int, *, start=None, end=None, block_seconds: float = 30.0,
+           max_duration: Optional[float] = None) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at ``sample_rate`` (about ``block_seconds`` each), optionally of [start, end) seconds.
+
+    ``max_duration``: fail (AudioError) once more than that many seconds have decoded, whatever the header said
+    (a container may claim 3 s and hold hours)."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "file not found")
@@ -278,10 +290,16 @@ def stream(path, sample_rate: int, *, start=None, end=None, block_seconds: float
         raise AudioError(path, "is empty (0 bytes)")
     info, native = _open_info(path)
     start, end = _check_range(path, info.duration, start, end)
-    if native:
-        yield from _stream_sndfile(path, info, sample_rate, start, end, block_seconds)
-    else:
-        yield from _stream_ffmpeg(path, info, sample_rate, start, end, block_seconds)
+    # Fewer seconds per block for many channels or a high rate, so a block stays BLOCK_SAMPLES at most.
+    block_seconds = min(block_seconds, BLOCK_SAMPLES / max(1, info.sample_rate * info.channels))
+    decode = _stream_sndfile if native else _stream_ffmpeg
+    most = None if max_duration is None else int((float(max_duration) + 1.0) * sample_rate)
+    done = 0
+    for block in decode(path, info, sample_rate, start, end, block_seconds):
+        done += len(block)
+        if most is not None and done > most:
+            raise AudioError(path, f"is longer than its header says, and than the limit of {_duration_text(max_duration)}")
+        yield block
 
 
 def _stream_sndfile(path, info, sample_rate, start, end, block_seconds):

@@ -110,7 +110,8 @@ class Catalog:
 
     def _embed(self, path):
         analysis = audio.Analysis(self.embedder.sample_rate)
-        embedding = self.embedder.embed(analysis.tap(audio.stream(path, self.embedder.sample_rate)))
+        blocks = audio.stream(path, self.embedder.sample_rate, max_duration=self.config["MAX_DURATION"])
+        embedding = self.embedder.embed(analysis.tap(blocks))
         return embedding, analysis
 
     def reindex(self, progress=lambda done, total: None) -> list:
@@ -213,7 +214,9 @@ class Catalog:
         audio.probe(path, self.config)
         self._check_embedder()
         embedder = self.embedder
-        return embedder.embed(audio.stream(path, embedder.sample_rate, start=start, end=end))
+        return embedder.embed(
+            audio.stream(path, embedder.sample_rate, start=start, end=end, max_duration=self.config["MAX_DURATION"])
+        )
 
     def search_file(self, path, *, start=None, end=None, **options) -> list:
         """The catalog tracks that sound most like the audio file (or its start..end range)."""
@@ -308,15 +311,17 @@ class Catalog:
 
     # -- metadata
 
-    def import_metadata(self, csv_path) -> dict:
-        """Set title, artist, album and tags from a CSV keyed by file name (column ``file``)."""
+    def import_metadata(self, csv_path, name=None) -> dict:
+        """Set title, artist, album and tags from a CSV keyed by file name (column ``file``); ``name`` is the
+        CSV's name in messages (the user's, when ``csv_path`` is a stored copy)."""
         csv_path = Path(csv_path)
+        name = name or csv_path.name
         fields = ("title", "artist", "album", "tags")
         updated, unmatched = 0, []
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if "file" not in (reader.fieldnames or []):
-                raise ValueError(f"{csv_path.name}: no 'file' column (found: {', '.join(reader.fieldnames or [])})")
+                raise ValueError(f"{name}: no 'file' column (found: {', '.join(reader.fieldnames or [])})")
             for row in reader:
                 changes = {key: row[key].strip() for key in fields if row.get(key) is not None}
                 tracks = self.index.find_by_file(row["file"].strip())

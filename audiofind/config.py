@@ -21,10 +21,19 @@ DEFAULTS = {
     # float16 (GPU), int8 (opt-in, self-checked).
     "PANNS_PRECISION": "auto",
     "DEVICE": "auto",
-    # Input limits.
+    # Input limits: an audio file, any other request body (JSON, forms), a metadata CSV for admin.
     "MAX_UPLOAD_BYTES": 200 * 1024 * 1024,
+    "MAX_REQUEST_BYTES": 1024 * 1024,
+    "MAX_CSV_BYTES": 50 * 1024 * 1024,
     "MAX_DURATION": 2 * 60 * 60.0,
     "MIN_DURATION": 0.5,
+    # Rate limits per client address (flask-limiter syntax; empty turns one off), shared by the page and the API.
+    "RATE_LIMIT_UPLOADS": "60 per minute; 600 per hour",
+    "RATE_LIMIT_SEARCHES": "60 per minute; 600 per hour",
+    "RATE_LIMIT_SIMILAR": "300 per minute",
+    "RATE_LIMIT_LOGIN": "10 per minute; 50 per hour",
+    # How long an admin login lasts (logging out ends it at once, also for a copy of the cookie).
+    "ADMIN_SESSION_SECONDS": 8 * 3600,
     # Version grouping: a new track whose windows all match one catalog track this closely is a version of it.
     "VERSION_THRESHOLD": None,
     # Queue and services.
@@ -66,3 +75,11 @@ def data_dir(config) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
+
+
+def raw_strings_from_env(config, environ) -> None:
+    """Text settings exactly as written in AUDIOFIND_<KEY>: from_prefixed_env parses values as JSON, which turns
+    an all-digit token into a number and "1e3" into 1000.0."""
+    for key, default in DEFAULTS.items():
+        if isinstance(default, str) and f"AUDIOFIND_{key}" in environ:
+            config[key] = environ[f"AUDIOFIND_{key}"]

@@ -1,11 +1,12 @@
 """The JSON API under /api/v1: the upload/search flow with a real worker, tracks, admin auth, errors, OpenAPI."""
 
 import io
+import re
 
 import pytest
 
 import audiogen
-from audiofind.app import get_catalog
+from audiofind.app import get_catalog, services
 from audiofind.jobs.queue import run_worker
 
 pytestmark = pytest.mark.usefixtures("empty_queue")
@@ -203,13 +204,17 @@ def test_queue_down_is_503_with_a_fix(app, client, audio_dir):
     assert answer.status_code == 503 and "AUDIOFIND_REDIS_URL" in answer.json["message"]
 
 
-def test_metadata_csv_through_admin_page(client, catalog):
+def test_metadata_csv_through_admin_page(app, client, catalog):
     csv = b"file,title,artist\npiece0.wav,Dawn,Someone\nmissing.wav,X,Y\n"
     answer = client.post("/admin/metadata", data={"csv": (io.BytesIO(csv), "meta.csv")},
                          content_type="multipart/form-data", headers={"HX-Request": "true"})
     html = answer.get_data(as_text=True)
-    assert answer.status_code == 200 and "updated 1 track" in html and "missing.wav" in html
+    assert answer.status_code == 202 and "Importing meta.csv" in html and "hx-get" in html  # a job applies it
+    run_worker(app, burst=True)
+    html = client.get(re.search(r'hx-get="([^"]+)"', html).group(1), headers={"HX-Request": "true"}).get_data(True)
+    assert "updated 1 track" in html and "missing.wav" in html and "hx-get" not in html
     assert any(t["title"] == "Dawn" and t["artist"] == "Someone" for t in catalog.list(0, 10))
+    assert not any(services(app).storage.list_keys(app.config["UPLOAD_PREFIX"]))  # the CSV is not kept
 
 
 def test_search_of_a_file_that_is_too_long_fails_with_the_limit(app, client, catalog, audio_dir):

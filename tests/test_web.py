@@ -284,11 +284,18 @@ def test_admin_ingest_row_polls_until_added(app, client, catalog, audio_dir):
     assert bad.status_code == 400 and "upload the file again" in text(bad)
 
 
-def test_admin_metadata_import_errors(client, catalog):
+def test_admin_metadata_import_errors(app, client, catalog):
     import io
 
     missing = client.post("/admin/metadata", data={}, headers=HX)
     assert missing.status_code == 400 and "Choose a CSV" in text(missing)
-    no_file_column = client.post("/admin/metadata", data={"csv": (io.BytesIO(b"name,title\na,b\n"), "m.csv")},
-                                 content_type="multipart/form-data", headers=HX)
-    assert no_file_column.status_code == 400 and "no &#39;file&#39; column" in text(no_file_column)
+    for data, reason in ((b"name,title\na,b\n", "no &#39;file&#39; column"), (b"file,title\n\xff\xfe,x\n", "not UTF-8")):
+        started = client.post("/admin/metadata", data={"csv": (io.BytesIO(data), "m.csv")},
+                              content_type="multipart/form-data", headers=HX)
+        run_worker(app, burst=True)
+        failed = text(client.get(poll_url(text(started)), headers=HX))
+        assert "m.csv" in failed and reason in failed and "hx-get" not in failed
+    app.config["MAX_CSV_BYTES"] = 1000
+    huge = client.post("/admin/metadata", data={"csv": (io.BytesIO(b"file,title\n" + b"a,b\n" * 1000), "big.csv")},
+                       content_type="multipart/form-data", headers=HX)
+    assert huge.status_code == 413

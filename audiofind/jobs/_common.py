@@ -1,6 +1,9 @@
 """What both job functions share: the worker's app, progress in job.meta, failures users can read."""
 
 import contextlib
+import logging
+
+logger = logging.getLogger("audiofind.jobs")
 
 
 def current_job():
@@ -33,16 +36,27 @@ def user_errors():
 
 
 def _message(error, filename=None):
-    """The message for people: the user's file name, never our storage key or temporary path."""
+    """The message for people: the user's file name, never our storage key, temporary path, bucket or host
+    (those go to the worker's log)."""
     from pathlib import Path
 
     from audiofind.audio import AudioError
+    from audiofind.index.base import IndexUnavailable
+    from audiofind.storage.base import StorageError
 
     if isinstance(error, KeyError):
         return f"unknown track {error.args[0]}" if error.args else "unknown track"
     if isinstance(error, AudioError) and filename:
         reason = error.reason.replace(error.path, filename).replace(Path(error.path).name, filename)
         return f"{filename}: {reason}"
+    if isinstance(error, StorageError):
+        logger.warning("storage error: %s", error)
+        return f"{filename or 'the file'}: it could not be read from storage; please upload it again"
+    if isinstance(error, IndexUnavailable):
+        logger.warning("index unavailable: %s", error)
+        return "the catalog cannot be reached right now; please try again later"
+    if isinstance(error, UnicodeDecodeError):
+        return f"{filename or 'the file'}: is not UTF-8 text ({error.reason} at byte {error.start})"
     return str(error)
 
 

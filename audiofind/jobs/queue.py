@@ -12,6 +12,7 @@ import sys
 import threading
 import uuid
 
+logger = logging.getLogger(__name__)
 SEARCH_QUEUE = "search"
 INGEST_QUEUE = "ingest"
 QUEUES = (SEARCH_QUEUE, INGEST_QUEUE)
@@ -48,6 +49,11 @@ def redis_connection(app):
     return conn
 
 
+def _queue_unavailable(error):
+    logger.warning("Redis: %s", error)  # its host and port are for the log, not for the page
+    return QueueUnavailable("the job queue cannot be reached right now; please try again in a moment")
+
+
 def get_queue(app, name):
     from rq import Queue
 
@@ -81,7 +87,7 @@ def _enqueue(app, queue_name, func, upload_key, args, timeout, result_ttl, meta)
             meta={"stage": "queued", **meta},
         )
     except redis.RedisError as error:
-        raise QueueUnavailable(f"the job queue cannot be reached ({error}); is Redis running?") from error
+        raise _queue_unavailable(error) from error
 
 
 def enqueue_search(app, key, options, filename=""):
@@ -98,6 +104,13 @@ def enqueue_ingest(app, key, filename, metadata=None):
     )
 
 
+def enqueue_metadata_import(app, key, filename):
+    return _enqueue(
+        app, INGEST_QUEUE, "audiofind.jobs.metadata.run_metadata_import", key, (filename,),
+        app.config["INGEST_JOB_TIMEOUT"], INGEST_RESULT_TTL, {"kind": "metadata", "file": filename},
+    )
+
+
 def job_status(app, job_id, kind=None):
     """{id, kind, status, stage, result, error} of a job, or None when unknown (or of another kind)."""
     import redis
@@ -110,7 +123,7 @@ def job_status(app, job_id, kind=None):
     except NoSuchJobError:
         return None
     except redis.RedisError as error:
-        raise QueueUnavailable(f"the job queue cannot be reached ({error}); is Redis running?") from error
+        raise _queue_unavailable(error) from error
     meta = job.get_meta()
     if kind and meta.get("kind") != kind:
         return None
@@ -137,8 +150,8 @@ def _failure_reason(job, status):
         return "the job took too long and was stopped"
     if "AbandonedJobError" in text:
         return "the worker running this job stopped; please try again"
-    last = text.splitlines()[-1] if text else ""
-    return f"the job failed: {last}" if last else "the job failed"
+    # The traceback can name buckets, hosts and paths: it stays in the worker's log and RQ's dashboard.
+    return "the job failed on the server; please try again later"
 
 
 # -- the worker

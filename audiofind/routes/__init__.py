@@ -12,7 +12,7 @@ HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")
 
 
 def register_blueprints(app):
-    from audiofind.routes import admin, api, storage, ui, widgets
+    from audiofind.routes import admin, api, security, storage, ui, widgets
     from audiofind.routes.common import admin_access, playback_url
 
     for module in (ui, api, admin, widgets, storage):
@@ -21,9 +21,7 @@ def register_blueprints(app):
     app.add_url_rule("/assets/htmx.min.js", "htmx", _htmx)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(health.liveness()))
     app.add_url_rule("/readyz", "readyz", _readyz)
-    # Admin sessions are cookies: never send them on another site's requests.
-    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
-        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    security.init_app(app)
 
     app.register_error_handler(HTTPException, _http_error)
     from audiofind.index.base import IndexUnavailable
@@ -32,7 +30,7 @@ def register_blueprints(app):
 
     app.register_error_handler(UserError, lambda e: _error(e.status, str(e), e.code))
     app.register_error_handler(QueueUnavailable, lambda e: _error(503, str(e), "unavailable"))
-    app.register_error_handler(IndexUnavailable, lambda e: _error(503, str(e), "unavailable"))
+    app.register_error_handler(IndexUnavailable, _index_unavailable)
 
     app.jinja_env.globals.update(
         envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok"
@@ -40,11 +38,27 @@ def register_blueprints(app):
     app.jinja_env.filters.update(clock=clock, percent=percent)
 
 
+def _index_unavailable(error):
+    from flask import current_app
+
+    current_app.logger.warning("index unavailable: %s", error)  # its cluster and host are for the log
+    return _error(503, "the catalog cannot be reached right now; please try again later", "unavailable")
+
+
 def _readyz():
     from flask import current_app
 
+    from audiofind.routes.common import admin_access
+
     report = health.readiness(current_app)
-    return jsonify(report), 200 if report["ok"] else 503
+    status = 200 if report["ok"] else 503
+    try:
+        admin = admin_access() == "ok"
+    except Exception:  # Redis down: the report says so, to nobody in particular
+        admin = False
+    if not admin:  # what failed is public, the error text (hosts, buckets) is for admins
+        report = {name: part if name == "ok" else {"ok": part["ok"]} for name, part in report.items()}
+    return jsonify(report), status
 
 
 def _htmx():

@@ -11,13 +11,25 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 
-from audiofind.app import get_catalog
-from audiofind.jobs.queue import enqueue_ingest, job_status
-from audiofind.routes.common import UserError, admin_access, admin_login, claim_upload, cross_site, is_htmx, number, toast
+from audiofind import uploads
+from audiofind.app import get_catalog, services
+from audiofind.jobs.queue import enqueue_ingest, enqueue_metadata_import, job_status
+from audiofind.routes.common import (
+    MAX_OFFSET,
+    UserError,
+    admin_access,
+    admin_login,
+    admin_logout,
+    claim_upload,
+    cross_site,
+    is_htmx,
+    number,
+    toast,
+)
+from audiofind.routes.security import limit_login
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE = 50
@@ -46,6 +58,7 @@ bp.before_request(guard)
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limit_login
 def login():
     if not current_app.config.get("ADMIN_TOKEN"):
         return redirect(url_for("admin.index"))
@@ -62,7 +75,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    session.pop("admin", None)
+    admin_logout()
     return redirect(url_for("ui.index"))
 
 
@@ -73,7 +86,7 @@ def index():
 
 def _tracks_context():
     query = request.args.get("q", "").strip()
-    offset = number(request.args, "offset", int, low=0) or 0
+    offset = number(request.args, "offset", int, 0, MAX_OFFSET) or 0
     catalog = get_catalog()
     return {"tracks": catalog.list(offset, PAGE, query), "total": catalog.count(), "q": query,
             "offset": offset, "page": PAGE}
@@ -125,18 +138,28 @@ def ingest_status(job_id):
 
 @bp.post("/metadata")
 def import_metadata():
+    """The CSV goes to storage and a job applies it (a large one would outlast the web request)."""
+    request.max_content_length = int(current_app.config["MAX_CSV_BYTES"])
     upload = request.files.get("csv")
     if upload is None or not upload.filename:
         return toast("Choose a CSV file first.", "error", 400)
+    storage = services().storage
+    key = uploads.new_key(storage, upload.filename)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / (Path(upload.filename).name or "metadata.csv")
+        path = Path(folder) / "metadata.csv"
         upload.save(path)
-        try:
-            outcome = get_catalog().import_metadata(path)
-        except (ValueError, UnicodeDecodeError) as error:
-            message = f"{upload.filename}: {error}" if isinstance(error, UnicodeDecodeError) else str(error)
-            return toast(message, "error", 400)
-    return render_template("admin/_import_result.html", outcome=outcome, filename=upload.filename)
+        storage.put_file(path, key, "text/csv")
+    job = enqueue_metadata_import(current_app, key, upload.filename)
+    info = {"id": job.id, "status": "queued", "stage": "queued", "file": upload.filename, "result": None, "error": None}
+    return render_template("admin/_import_result.html", job=info), 202
+
+
+@bp.get("/imports/<job_id>")
+def import_status(job_id):
+    info = job_status(current_app, job_id, kind="metadata")
+    if info is None:
+        return toast("That import is no longer known.", "error", 404)
+    return render_template("admin/_import_result.html", job=info)
 
 
 # -- the RQ dashboard, mounted under /admin/rq behind the same check
@@ -154,6 +177,8 @@ def mount_rq_dashboard(app):
         denied = guard()
         if denied is not None:
             return denied
+        if cross_site():  # the dashboard changes state on some GETs (requeue, empty): same-site requests only
+            abort(403, "cross-site request refused")
         if not getattr(current_app, "redis_conn", None):
             from audiofind.jobs.queue import redis_connection
 

@@ -7,9 +7,12 @@ from audiofind.app import get_catalog
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import QueueUnavailable, enqueue_ingest, enqueue_search, job_status
 from audiofind.routes.common import (
+    MAX_FILENAME,
+    MAX_OFFSET,
     UserError,
     admin_access,
     claim_upload,
+    parse_metadata,
     new_upload,
     number,
     parse_range,
@@ -17,6 +20,7 @@ from audiofind.routes.common import (
     public_result,
 )
 from audiofind.routes.openapi import openapi_document
+from audiofind.routes.security import limit_searches, limit_similar, limit_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -28,7 +32,7 @@ def error(status, message, code=None):
 
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          413: "too_large", 415: "unsupported_media_type", 422: "not_audio", 500: "server_error",
+          413: "too_large", 415: "unsupported_media_type", 422: "not_audio", 429: "rate_limited", 500: "server_error",
           503: "unavailable"}
 
 
@@ -69,12 +73,14 @@ def openapi():
 
 
 @bp.post("/uploads")
+@limit_uploads
 def create_upload():
     data = body()
     return jsonify(new_upload(data.get("filename"), data.get("content_type"), data.get("size"))), 201
 
 
 @bp.post("/searches")
+@limit_searches
 def create_search():
     data = body()
     options = parse_search_options(data, nested_filters=True)
@@ -100,7 +106,7 @@ def _job_fields(info):
 
 @bp.get("/tracks")
 def list_tracks():
-    offset = number(request.args, "offset", int, low=0) or 0
+    offset = number(request.args, "offset", int, 0, MAX_OFFSET) or 0
     limit = number(request.args, "limit", int, 1, 500) or 50
     query = request.args.get("q", "")
     catalog = get_catalog()
@@ -117,6 +123,7 @@ def get_track(track_id):
 
 
 @bp.get("/tracks/<track_id>/similar")
+@limit_similar
 def similar_tracks(track_id):
     options = parse_search_options(request.args)
     options["filters"] = Filters(**options["filters"])
@@ -139,11 +146,12 @@ def delete_track(track_id):
 def ingest_track():
     require_admin()
     data = body()
-    metadata = data.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise UserError("metadata must be an object (title, artist, album, tags)")
+    metadata = parse_metadata(data.get("metadata"))
+    given = data.get("filename")
+    if given is not None and (not isinstance(given, str) or len(given) > MAX_FILENAME):
+        raise UserError(f"filename must be text of at most {MAX_FILENAME} characters")
     filename = claim_upload(data.get("key"))
-    return _accepted(enqueue_ingest(current_app, data["key"], data.get("filename") or filename, metadata), "api.get_ingest")
+    return _accepted(enqueue_ingest(current_app, data["key"], given or filename, metadata), "api.get_ingest")
 
 
 def _accepted(job, status_endpoint):

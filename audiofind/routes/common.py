@@ -2,8 +2,9 @@
 
 import hashlib
 import hmac
+import secrets
 from pathlib import PurePosixPath
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from flask import current_app, request, session
 
@@ -17,6 +18,9 @@ FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min
 MODES = ("track", "segment")
 MAX_LIMIT = 100
 MAX_FILENAME = 255
+MAX_OFFSET = 10**9
+MAX_TEXT = 500  # characters of a title, artist, album or tag
+METADATA_FIELDS = ("title", "artist", "album", "tags")
 
 
 class UserError(Exception):
@@ -84,7 +88,7 @@ def parse_filters(source):
             raise UserError("tags must be a list or a comma-separated text")
         filters["tags"] = [str(tag).strip() for tag in tags if str(tag).strip()]
     for name in ("min_duration", "max_duration", "min_bpm", "max_bpm"):
-        value = number(source, name, float, low=0)
+        value = number(source, name, float, 0, MAX_OFFSET)
         if value is not None:
             filters[name] = value
     for low, high in (("min_duration", "max_duration"), ("min_bpm", "max_bpm")):
@@ -112,6 +116,25 @@ def parse_search_options(source, nested_filters=False):
     else:
         options["filters"] = parse_filters({name: source.get(name) for name in FILTER_FIELDS})
     return options
+
+
+def parse_metadata(value):
+    """{title, artist, album, tags} given with an ingest: text only (tags: a list of text or a comma list)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError("metadata must be an object (title, artist, album, tags)")
+    unknown = set(value) - set(METADATA_FIELDS)
+    if unknown:
+        raise UserError(f"unknown metadata field {sorted(unknown)[0]!r}; known: {', '.join(METADATA_FIELDS)}")
+    metadata = {}
+    for name, given in value.items():
+        items = given if name == "tags" and isinstance(given, list) else [given]
+        if not all(isinstance(item, str) and len(item) <= MAX_TEXT for item in items):
+            raise UserError(f"metadata.{name} must be text of at most {MAX_TEXT} characters"
+                            + (" (or a list of such)" if name == "tags" else ""))
+        metadata[name] = given
+    return metadata
 
 
 def parse_range(source):
@@ -196,14 +219,33 @@ def public_result(result, external=False):
 # -- admin
 
 
+ADMIN_SESSION = "audiofind:admin-session:"  # + id -> "1" while that login lasts
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
 def _token_mark(token):
     return hmac.new(current_app.config["SECRET_KEY"].encode(), token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def is_local_request():
-    """Directly from this machine: loopback, and not relayed by a proxy on this machine."""
+    """Directly from this machine: loopback, not relayed by a proxy on this machine, and addressed to a loopback
+    name. A page elsewhere can point its own host name at 127.0.0.1 (DNS rebinding): its requests then come from
+    loopback, but carry that name as Host (and Origin)."""
     relayed = any(request.headers.get(h) for h in ("X-Forwarded-For", "X-Real-IP", "Forwarded"))
-    return request.remote_addr in ("127.0.0.1", "::1") and not relayed
+    origin = request.headers.get("Origin")
+    return (
+        request.remote_addr in ("127.0.0.1", "::1")
+        and not relayed
+        and _hostname(request.host) in LOOPBACK_NAMES
+        and (not origin or _hostname(urlsplit(origin).netloc) in LOOPBACK_NAMES)
+    )
+
+
+def _hostname(host):
+    """'[::1]:8000' -> '::1', 'Localhost.:80' -> 'localhost'."""
+    host = (host or "").strip().lower()
+    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name.rstrip(".")
 
 
 def admin_access():
@@ -218,17 +260,31 @@ def admin_access():
     if auth:
         given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         return "ok" if hmac.compare_digest(given.encode(), token.encode()) else "denied"
-    if session.get("admin") and hmac.compare_digest(session["admin"], _token_mark(token)):
-        return "ok"
+    mark, login = session.get("admin"), session.get("admin_login")
+    if isinstance(mark, str) and isinstance(login, str) and hmac.compare_digest(mark, _token_mark(token)):
+        if redis_connection(current_app).exists(ADMIN_SESSION + login):
+            return "ok"
     return "missing"
 
 
 def admin_login(given):
+    """Start an admin session: the signed cookie names a login that lives in Redis for ADMIN_SESSION_SECONDS,
+    so that logging out (or the time running out) ends it for every copy of the cookie."""
     token = current_app.config.get("ADMIN_TOKEN") or ""
-    if token and hmac.compare_digest((given or "").encode(), token.encode()):
-        session["admin"] = _token_mark(token)
+    if token and isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode()):
+        login = secrets.token_urlsafe(24)
+        redis_connection(current_app).set(ADMIN_SESSION + login, "1", ex=int(current_app.config["ADMIN_SESSION_SECONDS"]))
+        session.clear()
+        session["admin"], session["admin_login"] = _token_mark(token), login
         return True
     return False
+
+
+def admin_logout():
+    login = session.get("admin_login")
+    if isinstance(login, str):
+        redis_connection(current_app).delete(ADMIN_SESSION + login)
+    session.clear()
 
 
 def cross_site():

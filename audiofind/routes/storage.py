@@ -41,6 +41,9 @@ def upload(token):
         return _error(415, f"this upload link is for {expected_type}, not {sent_type}")
     if request.content_length is not None and request.content_length > max_size:
         return _error(413, f"upload of {request.content_length} bytes is larger than the {max_size} bytes announced")
+    # Not MAX_REQUEST_BYTES: write_stream enforces the announced size itself (werkzeug's limit would refuse a
+    # body of exactly that size behind a server that terminates the input stream, as gunicorn does).
+    request.max_content_length = None
     try:
         written = storage.write_stream(key, request.stream, max_size)
     except StorageError as exc:
@@ -62,7 +65,8 @@ def playback(token):
         return _error(404, str(exc))
     if not path.is_file():
         return _error(404, "this audio file is no longer stored")
-    # conditional=True answers Range requests with 206, which <audio> needs to seek.
+    # conditional=True answers Range requests with 206, which <audio> needs to seek. Only audio types (a stored
+    # file that is not audio is application/octet-stream, and the sandboxing CSP applies to every answer here).
     response = send_file(path, mimetype=content_type_for(key), conditional=True, max_age=0)
     response.headers["Cache-Control"] = "private, max-age=0"
     return response

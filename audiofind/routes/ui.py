@@ -17,6 +17,7 @@ from audiofind.routes.common import (
     parse_range,
     parse_search_options,
 )
+from audiofind.routes.security import limit_searches, limit_similar
 
 bp = Blueprint("ui", __name__)
 
@@ -45,6 +46,7 @@ def _page_context():
 
 
 @bp.post("/searches")
+@limit_searches
 def start_search():
     form = request.form
     try:
@@ -114,6 +116,7 @@ def _finished_searches() -> _FinishedCache:
 
 
 @bp.get("/tracks/<track_id>")
+@limit_similar
 def track(track_id):
     catalog = get_catalog()
     item = catalog.get(track_id)
@@ -125,6 +128,7 @@ def track(track_id):
 
 
 @bp.get("/tracks/<track_id>/similar")
+@limit_similar
 def similar(track_id):
     """"More like this": the neighbours of a catalog track (never itself), honouring the filter fields."""
     catalog = get_catalog()

@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, make_response, render_template, reques
 
 from audiofind.app import get_catalog
 from audiofind.routes.common import number, public_result
+from audiofind.routes.security import limit_similar
 
 bp = Blueprint("widgets", __name__, url_prefix="/widgets")
 # What htmx sends with a cross-origin request; a preflight must allow them.
@@ -29,6 +30,7 @@ def cors(response):
 
 
 @bp.route("/similar/<track_id>", methods=["GET", "OPTIONS"])
+@limit_similar
 def similar(track_id):
     if request.method == "OPTIONS":
         return make_response("", 204)
