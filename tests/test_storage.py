@@ -216,7 +216,7 @@ def test_local_upload_refuses_another_content_type(local):
     target = local.url("upload_target", key, "audio/mpeg", len(AUDIO))
     response = requests.put(target["upload_url"], data=AUDIO, headers={"Content-Type": "text/html"}, timeout=30)
     assert response.status_code == 415
-    assert "audio/mpeg" in response.json()["error"]
+    assert "audio/mpeg" in response.json()["message"]
     assert not local.storage.exists(key)
 
 
@@ -237,9 +237,9 @@ def test_local_links_expire(local, audio_file):
     local.app.config["UPLOAD_URL_EXPIRES"] = -1  # every link is now older than allowed
     local.app.config["PLAYBACK_URL_EXPIRES"] = -1
     response = _put(upload, AUDIO)
-    assert response.status_code == 403 and "expired" in response.json()["error"]
+    assert response.status_code == 403 and "expired" in response.json()["message"]
     response = requests.get(play, timeout=30)
-    assert response.status_code == 403 and "expired" in response.json()["error"]
+    assert response.status_code == 403 and "expired" in response.json()["message"]
 
 
 def test_local_upload_link_cannot_play_and_play_link_cannot_upload(local, audio_file):

@@ -73,7 +73,7 @@ def _http_error(exc):
 
 def _error(status, message, code=None):
     """JSON under /api, a self-hiding toast for htmx requests, an error page otherwise."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/storage/")):
         from audiofind.routes.api import error
 
         return error(status, message, code)

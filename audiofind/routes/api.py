@@ -61,7 +61,10 @@ def require_admin():
 
 
 def body():
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested thousands deep: not a request of ours
+        data = None
     if not isinstance(data, dict):
         raise UserError("send a JSON object (Content-Type: application/json)")
     return data

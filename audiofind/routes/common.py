@@ -50,7 +50,7 @@ def number(source, name, kind=float, low=None, high=None):
         raise UserError(f"{name} must be a number")
     try:
         value = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{name} must be {'a whole number' if kind is int else 'a number'}, not {value!r}") from None
     if value != value or (low is not None and value < low) or (high is not None and value > high):
         limits = f" between {low} and {high}" if high is not None else f" at least {low}"

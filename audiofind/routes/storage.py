@@ -5,18 +5,11 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file
 from audiofind import uploads
 from audiofind.app import services
 from audiofind.jobs.queue import redis_connection
-from audiofind.storage.base import StorageError
-from audiofind.storage.base import base_type
-from audiofind.storage.base import content_type_for
+from audiofind.routes.api import error as _error
+from audiofind.storage.base import StorageError, base_type, content_type_for
 from audiofind.storage.local import PLAYBACK_SALT, UPLOAD_SALT, LocalStorage
 
 bp = Blueprint("storage", __name__, url_prefix="/storage")
-
-
-def _error(status, message):
-    response = jsonify(error=message)
-    response.status_code = status
-    return response
 
 
 def _local_storage() -> LocalStorage:

@@ -37,8 +37,12 @@ class LocalStorage(Storage):
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
-        shutil.copyfile(local_path, partial)
-        partial.replace(target)
+        try:
+            shutil.copyfile(local_path, partial)
+            partial.replace(target)
+        except BaseException:  # a full disk, say: nothing half-written stays
+            partial.unlink(missing_ok=True)
+            raise
 
     def write_stream(self, key: str, stream, max_size: int) -> int:
         """Copy a byte stream to ``key`` atomically; StorageError (nothing written) past ``max_size`` bytes."""
