@@ -38,6 +38,8 @@ class AudioInfo:
 
 
 # Containers libsndfile cannot read; named in the error when ffmpeg is missing.
+# The extension of each format the probe names (AudioInfo.format).
+FORMAT_SUFFIXES = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff", "M4A": ".m4a"}
 # A block of decoded audio holds rate x channels x seconds samples: the probe refuses what would not fit.
 MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 16

@@ -68,7 +68,7 @@ class Catalog:
         """
         path = Path(path)
         file = file or path.name
-        audio.probe(path, self.config)
+        info = audio.probe(path, self.config)
         content_hash = _sha256(path)
         existing = self.index.find_by_hash(content_hash)
         if existing is not None:
@@ -93,7 +93,9 @@ class Catalog:
             created_at=time.time(),
         )
         track = self._measured(track, _split_tags(metadata.get("tags", "")), embedding, analysis)
-        track.storage_key = self.storage.new_key(file)
+        # The key's extension is the format the file really is (a name may say .html, or nothing).
+        suffix = audio.FORMAT_SUFFIXES.get(info.format)
+        track.storage_key = self.storage.new_key("track" + suffix if suffix else file)
         self.storage.put_file(path, track.storage_key, content_type=content_type_for(track.storage_key), filename=file)
         try:
             if self.index.embedder_identity() is None:

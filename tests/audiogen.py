@@ -118,3 +118,32 @@ def truncated(path, signal: np.ndarray, sample_rate: int, keep: float = 0.5, for
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def lying_m4a(path, signal: np.ndarray, sample_rate: int, claimed_seconds: float):
+    """An M4A whose container header (mvhd, mdhd) says ``claimed_seconds`` while it holds all of ``signal``;
+    None without ffmpeg."""
+    path = write(path, signal, sample_rate, "m4a")
+    if path is None:
+        return None
+    data = bytearray(path.read_bytes())
+    for atom in (b"mvhd", b"mdhd"):
+        at = data.find(atom)
+        while at >= 0:
+            if data[at + 4] == 0:  # version 0: creation, modification, timescale, duration (4 bytes each)
+                timescale = int.from_bytes(data[at + 16:at + 20], "big")
+                data[at + 20:at + 24] = int(claimed_seconds * timescale).to_bytes(4, "big")
+            at = data.find(atom, at + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def wav_claiming(path, claimed_bytes: int, seconds: float = 1.0, sample_rate: int = 16000):
+    """A 16-bit mono WAV whose header announces ``claimed_bytes`` of samples but holds ``seconds`` of them."""
+    samples = (music(seconds, sample_rate) * 32767).astype("<i2").tobytes()
+    header = (b"RIFF" + (36 + claimed_bytes).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+              + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + sample_rate.to_bytes(4, "little")
+              + (2 * sample_rate).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+              + b"data" + claimed_bytes.to_bytes(4, "little"))
+    Path(path).write_bytes(header + samples)
+    return Path(path)

@@ -26,6 +26,8 @@ def user_errors():
     try:
         yield
     except _user_error_types() as error:
+        if not _is_final(error):
+            raise
         job = current_job()
         if job is not None:
             job.retries_left = 0  # read by the worker's failure handling right after this raise
@@ -71,4 +73,11 @@ def _user_error_types():
 def will_retry(error):
     """Whether the worker will run this job again after ``error`` (so its upload must be kept)."""
     job = current_job()
-    return not isinstance(error, _user_error_types()) and bool(job and job.retries_left)
+    return not _is_final(error) and bool(job and job.retries_left)
+
+
+def _is_final(error):
+    """Retrying cannot help: the file, the request or the configuration is wrong (a storage outage is not)."""
+    from audiofind.storage.base import StorageError
+
+    return isinstance(error, _user_error_types()) and not (isinstance(error, StorageError) and error.transient)

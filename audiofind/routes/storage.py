@@ -27,16 +27,23 @@ def upload(token):
     except StorageError as exc:
         return _error(403, str(exc))
     key, expected_type, max_size = claims["key"], claims["type"], int(claims["size"])
-    if not uploads.is_open(redis_connection(current_app), storage, key):
-        return _error(403, "this upload link was already used; ask for a new one")
-    sent_type = base_type(request.content_type) or "application/octet-stream"
-    if sent_type != expected_type:
-        return _error(415, f"this upload link is for {expected_type}, not {sent_type}")
     if request.content_length is not None and request.content_length > max_size:
         return _error(413, f"upload of {request.content_length} bytes is larger than the {max_size} bytes announced")
     # Not MAX_REQUEST_BYTES: write_stream enforces the announced size itself (werkzeug's limit would refuse a
     # body of exactly that size behind a server that terminates the input stream, as gunicorn does).
     request.max_content_length = None
+    refusal = None
+    if not uploads.is_open(redis_connection(current_app), storage, key):
+        refusal = _error(403, "this upload link was already used; ask for a new one")
+    sent_type = base_type(request.content_type) or "application/octet-stream"
+    if sent_type != expected_type:
+        refusal = _error(415, f"this upload link is for {expected_type}, not {sent_type}")
+    if refusal is not None:
+        # Read the (signed, bounded) body first: a server that answers mid-upload and hangs up leaves the
+        # client with a broken connection instead of the reason.
+        while request.stream.read(1 << 20):
+            pass
+        return refusal
     try:
         written = storage.write_stream(key, request.stream, max_size)
     except StorageError as exc:

@@ -29,7 +29,12 @@ def content_type_for(key: str) -> str:
 
 
 class StorageError(RuntimeError):
-    """The object is missing or the backend cannot be reached; the message says which."""
+    """The object is missing or the backend cannot be reached; the message says which. ``transient``: the
+    backend failed (a 5xx, a timeout), and the same call may work later."""
+
+    def __init__(self, message, transient=False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def base_type(content_type: str) -> str:

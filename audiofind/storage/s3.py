@@ -57,11 +57,11 @@ class S3Storage(Storage):
                 return StorageError(f"bucket {self.bucket!r} does not exist (AUDIOFIND_S3_BUCKET)")
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return StorageError(f"access denied to {where}: check the AWS credentials and bucket policy")
-            return StorageError(f"S3 error {code} on {where}: {exc}")
+            return StorageError(f"S3 error {code} on {where}: {exc}", transient=code.startswith("5") or "Slow" in code)
         if isinstance(exc, NoCredentialsError):
             return StorageError("no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile/role")
         endpoint = self.config.get("S3_ENDPOINT_URL") or "AWS S3"
-        return StorageError(f"cannot reach {endpoint} for {where}: {exc}")
+        return StorageError(f"cannot reach {endpoint} for {where}: {exc}", transient=True)
 
     def _head(self, key):
         from botocore.exceptions import BotoCoreError, ClientError
