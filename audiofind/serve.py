@@ -79,15 +79,19 @@ class _Started:
             self.web.join(15)
             if self.web.is_alive():
                 self.web.kill()
-        for worker in (w.process for w in self.workers):
-            if worker.is_alive():
-                worker.join(STOP_GRACE)  # after Ctrl-C a worker is already finishing its job (warm stop)
-            if worker.is_alive():
-                worker.terminate()  # cold stop: an interrupted job stays in Redis and is retried later
-                worker.join(10)
-            if worker.is_alive():
-                worker.kill()
-                worker.join(5)
+        workers = [w.process for w in self.workers]
+        # Each worker leads a process group of its own (it and the RQ scheduler it forks): Ctrl-C does not
+        # reach them from the terminal, so it is passed on here. First a warm stop (the job may finish), then
+        # a cold one (an interrupted job stays in Redis and is retried later), then nothing is left.
+        for signum, grace in ((signal.SIGINT, STOP_GRACE), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            alive = [w for w in workers if w.is_alive()]
+            for worker in alive:
+                _signal_group(worker.pid, signum)
+            deadline = time.monotonic() + grace
+            for worker in alive:
+                worker.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            _signal_group(worker.pid, signal.SIGKILL)  # a scheduler whose worker is gone
         if self.redis is not None and self.redis.poll() is None:
             self.redis.terminate()  # Redis saves its data on SIGTERM
             try:
@@ -110,6 +114,7 @@ def _supervise(ctx, config, started):
                 continue
             if worker.restart_at is None:  # just found dead
                 worker.ready.close()
+                _signal_group(worker.process.pid, signal.SIGKILL)  # the RQ scheduler it forked, if any
                 # One that dies before it has loaded the embedder (a checkpoint gone, a broken library) is
                 # restarted ever more slowly, so a crash loop does not eat the machine; a working one at once.
                 delay = 0.0 if worker.loaded else min(RESTART_BACKOFF_MAX, 2.0 ** worker.quick_deaths)
@@ -261,10 +266,18 @@ class _Worker:
             print(f"worker {self.process.pid} cannot load the embedder: {problem}", flush=True)
 
 
+def _signal_group(pid, signum):
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _worker_main(config, ready):
     from audiofind.app import create_app, get_catalog
     from audiofind.jobs.queue import run_worker
 
+    os.setpgid(0, 0)  # a group of its own, with the scheduler it forks: see _Started.stop
     app = create_app(config)
     try:
         with app.app_context():

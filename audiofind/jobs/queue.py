@@ -8,6 +8,8 @@ HeartbeatWorker) and re-enqueues it while it has retries left, otherwise marks i
 """
 
 import logging
+import os
+import socket
 import sys
 import threading
 import uuid
@@ -49,7 +51,7 @@ def redis_connection(app):
     return conn
 
 
-def _queue_unavailable(error):
+def queue_unavailable(error):
     logger.warning("Redis: %s", error)  # its host and port are for the log, not for the page
     return QueueUnavailable("the job queue cannot be reached right now; please try again in a moment")
 
@@ -87,7 +89,7 @@ def _enqueue(app, queue_name, func, upload_key, args, timeout, result_ttl, meta)
             meta={"stage": "queued", **meta},
         )
     except redis.RedisError as error:
-        raise _queue_unavailable(error) from error
+        raise queue_unavailable(error) from error
 
 
 def enqueue_search(app, key, options, filename=""):
@@ -123,7 +125,7 @@ def job_status(app, job_id, kind=None):
     except NoSuchJobError:
         return None
     except redis.RedisError as error:
-        raise _queue_unavailable(error) from error
+        raise queue_unavailable(error) from error
     meta = job.get_meta()
     if kind and meta.get("kind") != kind:
         return None
@@ -155,6 +157,24 @@ def _failure_reason(job, status):
 
 
 # -- the worker
+
+_DELETE_IF_OWNER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _process_alive(pid) -> bool:
+    """Whether a process of this host runs (a zombie does not: it is dead, only not yet reaped)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
 
 _worker_app = None
 
@@ -208,6 +228,7 @@ def heartbeat_worker_class():
     its whole timeout (an hour for an ingest) before another worker may call it abandoned. Here a thread
     renews it every few seconds: a killed worker's job is requeued within seconds."""
     from rq import SimpleWorker
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
     from rq.worker import WorkerStatus
 
     from audiofind import uploads
@@ -230,6 +251,7 @@ def heartbeat_worker_class():
             self.set_state(WorkerStatus.IDLE)
 
         def run_maintenance_tasks(self):
+            self._free_locks_of_dead_schedulers()
             super().run_maintenance_tasks()
             conn = self.connection
             if conn.set(SWEEP_LOCK, self.name, nx=True, ex=SWEEP_INTERVAL):  # one worker sweeps at a time
@@ -239,6 +261,18 @@ def heartbeat_worker_class():
                         self.log.info("removed %d left-over uploads", len(swept))
                 except Exception:  # storage away for a moment: the next sweep tries again
                     self.log.warning("sweeping left-over uploads failed", exc_info=True)
+
+        def _free_locks_of_dead_schedulers(self):
+            """RQ's scheduler runs in a process its worker forks; killed with it, its lock outlives it by a minute,
+            and every retry waits that long. The lock of a scheduler on this host whose process is gone is freed
+            (if it is still that scheduler's), so this worker's maintenance takes it over at once."""
+            for name in self.queue_names():
+                key = RQScheduler.get_locking_key(name)
+                owner = self.connection.get(key)
+                info = self.connection.hgetall(SCHEDULER_KEY_TEMPLATE % owner.decode()) if owner else {}
+                host, pid = info.get(b"hostname", b"").decode(), int(info.get(b"pid") or 0)
+                if pid and host == socket.gethostname() and not _process_alive(pid):
+                    self.connection.eval(_DELETE_IF_OWNER, 1, key, owner)
 
         def _beat(self, job, execution, done):
             while not done.wait(HEARTBEAT_INTERVAL):

@@ -25,11 +25,14 @@ def register_blueprints(app):
 
     app.register_error_handler(HTTPException, _http_error)
     from audiofind.index.base import IndexUnavailable
-    from audiofind.jobs.queue import QueueUnavailable
+    from redis import RedisError
+
+    from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
     from audiofind.routes.common import UserError
 
     app.register_error_handler(UserError, lambda e: _error(e.status, str(e), e.code))
     app.register_error_handler(QueueUnavailable, lambda e: _error(503, str(e), "unavailable"))
+    app.register_error_handler(RedisError, lambda e: _error(503, str(queue_unavailable(e)), "unavailable"))
     app.register_error_handler(IndexUnavailable, _index_unavailable)
 
     app.jinja_env.globals.update(

@@ -25,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check, timeout, what):
+def wait_for(check, timeout, what, interval=0.2):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -33,7 +33,7 @@ def wait_for(check, timeout, what):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 class RedisServer:
