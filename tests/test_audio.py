@@ -260,3 +260,30 @@ def test_vbr_mp3_without_xing_header_needs_ffmpeg_when_libsndfile_would_stop_ear
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(AudioError, match=r"vbr.mp3: is a VBR MP3 without a length header, which needs ffmpeg"):
         probe(path, DEFAULTS)
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg makes the M4A")
+def test_decoding_stops_at_the_duration_limit_whatever_the_header_says(tmp_path):
+    lying = audiogen.lying_m4a(tmp_path / "lying.m4a", audiogen.music(40, 16000), 16000, claimed_seconds=4)
+    config = dict(DEFAULTS, MAX_DURATION=10.0)
+    assert probe(lying, config).duration == pytest.approx(4, abs=0.1)  # the header passes the probe ...
+    with pytest.raises(AudioError, match="lying.m4a: is longer than its header says, and than the limit of 10"):
+        for _ in stream(lying, SR, max_duration=10.0, block_seconds=2):  # ... the decoder stops at the limit
+            pass
+
+
+def test_rates_and_channel_counts_that_would_blow_up_a_block_are_refused(tmp_path):
+    wide = tmp_path / "wide.wav"
+    import soundfile as sf
+
+    sf.write(wide, np.zeros((3840, 8), np.float32), 384000)
+    with pytest.raises(AudioError, match="wide.wav: has a sample rate of 384000 Hz; the most is 192000 Hz"):
+        probe(wide, DEFAULTS)
+    many = tmp_path / "many.wav"
+    sf.write(many, np.zeros((4800, 24), np.float32), 48000)
+    with pytest.raises(AudioError, match="many.wav: has 24 channels; the most is 16"):
+        probe(many, DEFAULTS)
+    surround = tmp_path / "surround.wav"
+    sf.write(surround, np.tile(audiogen.music(2, 48000)[:, None], (1, 6)), 48000, subtype="FLOAT")
+    blocks = list(stream(surround, SR))
+    assert sum(len(b) for b in blocks) == pytest.approx(2 * SR, abs=10)

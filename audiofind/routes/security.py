@@ -46,7 +46,8 @@ def init_app(app):
     app.session_interface = _SessionInterface()
     if config.get("SESSION_COOKIE_SAMESITE") is None:
         config["SESSION_COOKIE_SAMESITE"] = "Lax"  # admin sessions are never sent on another site's requests
-    config.setdefault("MAX_CONTENT_LENGTH", config["MAX_REQUEST_BYTES"])  # uploads raise it for themselves
+    if config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default: no limit
+        config["MAX_CONTENT_LENGTH"] = int(config["MAX_REQUEST_BYTES"])  # uploads and the CSV set their own
     endpoint = urlsplit(config.get("S3_ENDPOINT_URL") or "")
     storage = f"{endpoint.scheme}://{endpoint.netloc}" if endpoint.netloc else "https:"
     page_policy = PAGE_POLICY.format(storage=storage)
