@@ -29,9 +29,9 @@ def upload(token):
     key, expected_type, max_size = claims["key"], claims["type"], int(claims["size"])
     if request.content_length is not None and request.content_length > max_size:
         return _error(413, f"upload of {request.content_length} bytes is larger than the {max_size} bytes announced")
-    # Not MAX_REQUEST_BYTES: write_stream enforces the announced size itself (werkzeug's limit would refuse a
-    # body of exactly that size behind a server that terminates the input stream, as gunicorn does).
-    request.max_content_length = None
+    # The announced size instead of MAX_REQUEST_BYTES, plus one byte: write_stream refuses a larger body itself
+    # (werkzeug's own limit refuses to read at it, even an upload of exactly that size behind gunicorn).
+    request.max_content_length = max_size + 1
     refusal = None
     if not uploads.is_open(redis_connection(current_app), storage, key):
         refusal = _error(403, "this upload link was already used; ask for a new one")

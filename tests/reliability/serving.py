@@ -145,11 +145,16 @@ class Served:
         return answer.json()["status_url"]
 
     def finish(self, status_path, timeout=180):
-        def done():
-            status = self.call("GET", status_path, admin=True).json()
-            return status if status["status"] in ("finished", "failed") else None
+        last = {}
 
-        return wait_for(done, timeout, f"{status_path} to finish")
+        def done():
+            last.update(self.call("GET", status_path, admin=True).json())
+            return dict(last) if last["status"] in ("finished", "failed") else None
+
+        try:
+            return wait_for(done, timeout, f"{status_path} to finish")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; last status {last}; serve said:\n{''.join(self.lines[-25:])}") from None
 
     def total(self):
         return self.call("GET", "/api/v1/tracks?limit=1").json()["total"]
