@@ -57,7 +57,7 @@ def choose(path: Path, key: dict, candidates, reference: str, build, probe, simi
     built is left out, unless it is the reference); ``similarity(output, reference_output)`` -> float.
     ``decision["how"]`` is "measured" or "cached".
     """
-    key = dict(key, candidates=sorted(candidates), reference=reference, version=VERSION)
+    key = dict(key, candidates=sorted(candidates), reference=reference, min_similarity=min_similarity, version=VERSION)
     lock = None
     try:
         lock = open(path.with_name(path.name + ".lock"), "a")
