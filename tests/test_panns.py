@@ -533,3 +533,21 @@ def test_summary_before_loading_reads_the_decision_without_loading(own_checkpoin
     summary = fresh.summary()
     assert summary["loaded"] is False and summary["how"] == "cached" and summary["precision"] == "float32"
     assert fresh.front is None
+
+
+def test_loading_never_builds_panns_inference_or_torchlibrosa(checkpoint, tmp_path):
+    """The embedder runs from the checkpoint's tensors: panns_inference (whose __init__ downloads a label list)
+    and torchlibrosa's STFT set-up are never imported, let alone built."""
+    script = textwrap.dedent(f"""
+        import sys
+        from audiofind.embedders import panns
+        e = panns.PannsEmbedder({{"DATA_DIR": {str(tmp_path)!r}, "PANNS_CHECKPOINT": {str(checkpoint)!r},
+                                  "DEVICE": "cpu", "PANNS_PRECISION": "float32", "PANNS_ENGINE": "torch"}})
+        e.embed([panns.np.zeros(32000, panns.np.float32)])
+        assert not [m for m in sys.modules if m.startswith(("panns_inference", "torchlibrosa", "librosa"))]
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
