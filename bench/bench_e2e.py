@@ -126,6 +126,9 @@ def main():
         report["rows"].append(entry)
         print(json.dumps(entry), file=sys.stderr)
 
+    ready = median_of(lambda: timed(AUDIOFIND + ["--data-dir", fresh(), "info"], env))
+    row("cold start: `audiofind info` (start-up and model load, no audio), start to exit", "<= 3 s", ready["median_s"],
+        load=ready["load"])
     cold = median_of(lambda: ours([wav], env))
     row("cold start: `audiofind ingest` of a 1 s WAV, start to exit", "<= 3 s", cold["median_s"], load=cold["load"])
     ready = median_of(lambda: serve_ready(env))

@@ -327,8 +327,13 @@ def test_int8_calibrates_on_catalog_audio_and_refuses_when_inaccurate(embedder, 
     np.testing.assert_allclose(first[0].window_vectors, embedder.embed(blocks(tracks[0])).window_vectors, atol=1e-4)
     quantised = e.embed(blocks(tracks[1]))
     assert float(quantised.vector @ first[1].vector) >= 0.99
+    # Once calibrated and passing its self-check, int8 is one of the candidates that `auto` times.
+    auto = panns.PannsEmbedder(dict(config, PANNS_PRECISION="auto"))
+    auto.device = torch.device("cpu")
+    assert "int8-onnx" in auto.candidates("auto") and "int8-onnx" not in auto.candidates("torch")
     # Another process reuses the calibration; a stricter threshold makes it refuse with the measured figure.
     monkeypatch.setattr(panns, "INT8_MIN_COSINE", 1.01)
+    assert "int8-onnx" not in auto.candidates("auto")
     with pytest.raises(EmbedderUnavailable) as info:
         panns.PannsEmbedder(config).check()
     assert f"cosine {report['cosine']:.4f}" in str(info.value) and "float32" in str(info.value)

@@ -54,7 +54,8 @@ def choose(path: Path, key: dict, candidates, reference: str, build, probe, simi
     ``probe`` is at least ``min_similarity``.
 
     ``candidates``: labels, ``reference`` among them; ``build(label)`` makes a runner (a candidate that cannot be
-    built is left out, unless it is the reference); ``similarity(output, reference_output)`` -> float.
+    built is left out, unless it is the reference); ``probe()`` makes the input (only when measuring);
+    ``similarity(output, reference_output)`` -> float.
     ``decision["how"]`` is "measured" or "cached".
     """
     key = dict(key, candidates=sorted(candidates), reference=reference, min_similarity=min_similarity, version=VERSION)
@@ -83,6 +84,7 @@ def choose(path: Path, key: dict, candidates, reference: str, build, probe, simi
 def _measure(key, candidates, reference, build, probe, similarity, min_similarity):
     from audiofind.embedders.base import EmbedderUnavailable
 
+    probe = probe()
     runners, errors = {}, {}
     for label in [reference] + [c for c in candidates if c != reference]:
         try:

@@ -923,7 +923,7 @@ class PannsEmbedder(Embedder):
 
         label, runner, decision = autotune.choose(
             cache_path(self.checkpoint, "engine.json"), key, candidates, candidates[0], self._build,
-            probe_logmel(front), similarity, AUTO_MIN_COSINE,
+            lambda: probe_logmel(front), similarity, AUTO_MIN_COSINE,
         )
         precision, engine = label.split("-")
         return runner, dict(decision, precision=precision, engine=engine)
