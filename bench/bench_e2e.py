@@ -1,6 +1,6 @@
 """End to end, as a user runs it: cold processes on both sides, the defaults only, and the ratio table.
 
-    python bench/bench_e2e.py [--small 3] [--large 20] [--skip-query]
+    python bench/bench_e2e.py [--small 3] [--large 20] [--skip-query] [--before DIR]
 
 - cold start: `audiofind ingest` of a 1 s WAV in a fresh instance folder (start-up, model load and one tiny
   track: an upper bound on "from the command to the first track being embedded"), and `audiofind serve` until
@@ -9,6 +9,8 @@
   folder, against `python bench/baseline.py` on the same files (the article's get_embedding() once per file);
   each is one cold process, timed from its start to its exit.
 - query: bench_query.py's measurement (a 4-minute MP3 dropped on `audiofind serve` until results).
+- with --before DIR (another source tree of Audio Find, e.g. `git archive <commit> | tar -x -C DIR`): the cold
+  start and the small ingest of that code too, each right before ours, for a before/after in the same run.
 
 Before timing, one `audiofind info` makes the choices a new machine makes once (the engine timing, the
 converted weights beside the checkpoint); its time is reported apart. Every figure has the load average
@@ -45,9 +47,10 @@ def environment(checkpoint):
     return env
 
 
-def timed(command, env):
+def timed(command, env, tree=ROOT):
     started = time.perf_counter()
-    subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(env, PYTHONPATH=str(tree))
+    subprocess.run(command, env=env, cwd=tree, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started, os.getloadavg()[0]
 
 
@@ -55,8 +58,8 @@ def fresh():
     return tempfile.mkdtemp(prefix="bench-e2e-")
 
 
-def ours(files, env):
-    return timed(AUDIOFIND + ["--data-dir", fresh(), "ingest", *map(str, files)], env)
+def ours(files, env, tree=ROOT):
+    return timed(AUDIOFIND + ["--data-dir", fresh(), "ingest", *map(str, files)], env, tree)
 
 
 def baseline(files, env):
@@ -100,6 +103,7 @@ def main():
     parser.add_argument("--small", type=int, default=3)
     parser.add_argument("--large", type=int, default=20)
     parser.add_argument("--skip-query", action="store_true")
+    parser.add_argument("--before", type=Path, help="another source tree, timed right before ours")
     args = parser.parse_args()
 
     checkpoint = random_checkpoint()
@@ -129,6 +133,15 @@ def main():
     ready = median_of(lambda: timed(AUDIOFIND + ["--data-dir", fresh(), "info"], env))
     row("cold start: `audiofind info` (start-up and model load, no audio), start to exit", "<= 3 s", ready["median_s"],
         load=ready["load"])
+    if args.before:
+        ours([wav], env, args.before)  # its own one-time conversions first
+        for files, name in (([wav], "cold start: `audiofind ingest` of a 1 s WAV"), (small, f"`audiofind ingest` of {len(small)} MP3s")):
+            before, after, loads = [], [], []
+            for _ in range(2):
+                before.append(ours(files, env, args.before)[0])
+                seconds, load = ours(files, env)
+                after.append(seconds), loads.append(round(load, 2))
+            row(f"{name}: before ({args.before.name}) / after, best of 2 each", "-", min(after), min(before), load=loads)
     cold = median_of(lambda: ours([wav], env))
     row("cold start: `audiofind ingest` of a 1 s WAV, start to exit", "<= 3 s", cold["median_s"], load=cold["load"])
     ready = median_of(lambda: serve_ready(env))
