@@ -181,8 +181,10 @@ def main():
 
 
 def markdown(report):
-    lines = [f"Machine: {report['machine']}. Command: `{report['command']}`. First load on this machine (engine "
-             f"timing, weight conversion; once): {report['first_load']['seconds']} s.", "",
+    first = report["first_load"]
+    lines = [f"Machine: {report['machine']}. Command: `{report['command']}`. The run's first `audiofind info`: "
+             f"{first['seconds']} s (engine decision {first['embedder'].get('how')}: "
+             f"{first['embedder'].get('precision')}, {first['embedder'].get('engine')} engine).", "",
              "| comparison | ours | baseline (article) | ratio (wall) | ratio (CPU time) | target | load average |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in report["rows"]:
