@@ -73,6 +73,22 @@ def audio_files(paths):
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.pass_obj
+def info(obj, as_json):
+    """Show the embedder and the engine that runs it (loads the model: on a new machine, times the engines once)."""
+    from audiofind.embedders.base import describe
+
+    embedder = obj.catalog.embedder
+    try:
+        embedder.check()
+    except USER_ERRORS as error:
+        fail(error)
+    summary = embedder.summary()
+    click.echo(json.dumps(summary, indent=2) if as_json else f"embedder: {describe(summary)}")
+
+
+@cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.pass_obj
 def ingest(obj, paths):

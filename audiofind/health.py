@@ -39,11 +39,21 @@ def _index(app):
     services(app).index.check()
 
 
+def _embedder(app) -> dict:
+    from audiofind.app import services
+
+    try:
+        return services(app).embedder.summary()
+    except Exception as exc:  # information only: it never makes the probe fail
+        return {"error": str(exc) or type(exc).__name__}
+
+
 def readiness(app) -> dict:
-    """{"ok": all ready, "redis": {"ok", "error"?}, "storage": {...}, "index": {...}}; never raises."""
+    """{"ok": all ready, "redis": {"ok", "error"?}, "storage": {...}, "index": {...}, "embedder": summary};
+    never raises. The embedder part says which engine runs the model (it is not loaded in the web process)."""
     parts = {
         "redis": _part(lambda: _redis(app)),
         "storage": _part(lambda: _storage(app)),
         "index": _part(lambda: _index(app)),
     }
-    return {"ok": all(part["ok"] for part in parts.values()), **parts}
+    return {"ok": all(part["ok"] for part in parts.values()), **parts, "embedder": _embedder(app)}

@@ -46,6 +46,7 @@ def run(app, host="127.0.0.1", port=8000, workers=1):
         for _ in range(workers):
             started.workers.append(_Worker(ctx, config))
             started.workers[-1].wait_loaded()
+        print(f"Embedder: {_embedder_line(app)}", flush=True)
         started.web = ctx.Process(target=_web_main, args=(config, host, port), name="audiofind-web")
         started.web.start()
         _wait_listening(host, port, started.web)
@@ -59,6 +60,13 @@ def run(app, host="127.0.0.1", port=8000, workers=1):
     finally:
         started.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _embedder_line(app):
+    from audiofind.app import services
+    from audiofind.embedders.base import describe
+
+    return describe(services(app).embedder.summary())  # the workers' decision, read without loading the model
 
 
 def _raise_interrupt(signum, frame):

@@ -6,7 +6,7 @@ file through the model in one forward pass. AudioTagging itself lives in the pan
 whose __init__ downloads a label file at import time, so we rebuild it from the same pieces: the same
 Cnn14 class with AudioTagging's arguments, the same torch.load and load_state_dict, the same forward.
 
-    python bench/baseline.py FILE [--checkpoint PATH]
+    python bench/baseline.py FILE [FILE ...] [--checkpoint PATH]   # one call per file, as the article ingests
 """
 
 import argparse
@@ -39,14 +39,15 @@ def get_embedding(path, checkpoint_path, device="cpu"):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Run the article's get_embedding() on one file.")
-    parser.add_argument("file", type=Path)
+    parser = argparse.ArgumentParser(description="Run the article's get_embedding() on each file.")
+    parser.add_argument("files", type=Path, nargs="+")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: a random-weight checkpoint in bench/data")
     args = parser.parse_args()
     checkpoint = args.checkpoint or random_checkpoint()
-    started = time.perf_counter()
-    embedding, _ = get_embedding(args.file, checkpoint)
-    print(f"{args.file}: {embedding.shape[0]}-d embedding in {time.perf_counter() - started:.2f} s")
+    for path in args.files:
+        started = time.perf_counter()
+        embedding, _ = get_embedding(path, checkpoint)
+        print(f"{path}: {embedding.shape[0]}-d embedding in {time.perf_counter() - started:.2f} s")
 
 
 if __name__ == "__main__":

@@ -112,19 +112,28 @@ def main():
     parser.add_argument("--catalog", type=int, default=8, help="catalog tracks (other wesnoth files)")
     parser.add_argument("--precision", help="AUDIOFIND_PANNS_PRECISION for ours (default: the app's default)")
     args = parser.parse_args()
+    result = measure(args.runs, args.baseline_runs, args.catalog, args.precision)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "query.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"\nquery latency, {result['query']} ({result['query_seconds']} s MP3): ours {result['ours_median_s']:.2f} s "
+          f"(median of {len(result['ours_runs_s'])}), baseline {result['baseline_median_s']:.2f} s -> "
+          f"{result['ratio']:.2f} of the baseline (target <= 0.25: {'met' if result['met'] else 'NOT met'})")
 
+
+def measure(runs=5, baseline_runs=3, catalog=8, precision=None) -> dict:
     checkpoint = random_checkpoint()
     mp3s = wesnoth_mp3s()
     query = next(p for p in mp3s if p.name == QUERY)
-    others = [p for p in mp3s if p != query and 40 <= duration_seconds(p) <= 240][: args.catalog]
+    others = [p for p in mp3s if p != query and 40 <= duration_seconds(p) <= 240][: catalog]
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-query-"))
     env = {**os.environ, "AUDIOFIND_PANNS_CHECKPOINT": str(checkpoint), "AUDIOFIND_DEVICE": "cpu",
            "AUDIOFIND_SECRET_KEY": "bench"}
     for name in ("AUDIOFIND_REDIS_URL", "AUDIOFIND_EMBEDDER", "AUDIOFIND_PANNS_PRECISION"):
         env.pop(name, None)
-    if args.precision:
-        env["AUDIOFIND_PANNS_PRECISION"] = args.precision
+    if precision:
+        env["AUDIOFIND_PANNS_PRECISION"] = precision
     subprocess.run(  # the catalog, through the real command
         [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir), "ingest",
          *map(str, others)], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -134,7 +143,7 @@ def main():
     try:
         warmup, found, _ = one_query(base, query)
         ours, queued, worked = [], [], []
-        for _ in range(args.runs):
+        for _ in range(runs):
             elapsed, _, job_id = one_query(base, query)
             wait, run = job_times(data_dir, job_id)
             ours.append(elapsed), queued.append(wait), worked.append(run)
@@ -145,7 +154,7 @@ def main():
     from bench.baseline import get_embedding
 
     baseline = []
-    for _ in range(args.baseline_runs):
+    for _ in range(baseline_runs):
         started = time.perf_counter()
         get_embedding(query, checkpoint)
         baseline.append(time.perf_counter() - started)
@@ -158,15 +167,10 @@ def main():
         "ours_median_s": round(ours_median, 3), "ours_job_run_median_s": round(statistics.median(worked), 3),
         "ours_queue_wait_median_s": round(statistics.median(queued), 3), "baseline_runs_s": [round(t, 3) for t in baseline],
         "baseline_median_s": round(baseline_median, 3), "ratio": round(ours_median / baseline_median, 3),
-        "target_ratio": 0.25, "load_average_after": os.getloadavg(), "precision": args.precision or "default",
+        "target_ratio": 0.25, "load_average_after": os.getloadavg(), "precision": precision or "default",
     }
     result["met"] = result["ratio"] <= result["target_ratio"]
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "query.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"\nquery latency, {query.name} ({result['query_seconds']} s MP3): ours {ours_median:.2f} s (median of "
-          f"{len(ours)}), baseline {baseline_median:.2f} s -> {result['ratio']:.2f} of the baseline "
-          f"(target <= 0.25: {'met' if result['met'] else 'NOT met'})")
+    return result
 
 
 if __name__ == "__main__":

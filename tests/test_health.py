@@ -15,7 +15,8 @@ def _closed_port():
 def test_ready_with_redis_and_the_local_backends(app, client, redis_url):
     app.config["REDIS_URL"] = redis_url
     assert liveness() == {"ok": True}
-    assert readiness(app) == {"ok": True, "redis": {"ok": True}, "storage": {"ok": True}, "index": {"ok": True}}
+    assert readiness(app) == {"ok": True, "redis": {"ok": True}, "storage": {"ok": True}, "index": {"ok": True},
+                              "embedder": {"name": "dsp"}}
     assert client.get("/healthz").json == {"ok": True}
     response = client.get("/readyz")
     assert response.status_code == 200 and response.json["ok"] is True

@@ -68,6 +68,15 @@ def whole_file_logmel(model, signal):
         return model.logmel_extractor(model.spectrogram_extractor(torch.from_numpy(signal)[None]))
 
 
+def reference_trunk(model, logmel):
+    """Cnn14's forward from log-mel to the 2048-channel sequence, with panns_inference's own modules."""
+    with torch.inference_mode():
+        x = model.bn0(logmel.transpose(1, 3)).transpose(1, 3)
+        for i in range(1, 7):
+            x = getattr(model, f"conv_block{i}")(x, pool_size=(2, 2) if i < 6 else (1, 1), pool_type="avg")
+        return x.mean(dim=3)
+
+
 def test_import_and_build_never_touch_panns_data_or_network(tmp_path):
     script = textwrap.dedent("""
         import os, socket, subprocess, sys
@@ -159,11 +168,12 @@ def test_downloads_a_missing_checkpoint_once_with_progress(http_server, checkpoi
     target = instance / "models" / "Cnn14_mAP=0.431.pth"
     assert target.stat().st_size == checkpoint.stat().st_size
     assert "Downloading Cnn14_mAP=0.431.pth" in capsys.readouterr().err
-    assert type(e.model).__name__ == "Cnn14"
+    assert e.front is not None
     # A second process finds the file and downloads nothing.
     (folder / "Cnn14.pth").unlink()
     panns.PannsEmbedder(e.config).check()
-    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+    assert [p.name for p in target.parent.glob("*.pth*")] == [target.name]  # beside it only derived files
+    assert not list(target.parent.glob("*.part"))
 
 
 def test_download_of_the_wrong_size_is_rejected(http_server, tmp_path, monkeypatch):
@@ -178,13 +188,14 @@ def test_download_of_the_wrong_size_is_rejected(http_server, tmp_path, monkeypat
     assert list(path.parent.iterdir()) == []
 
 
-def test_streamed_logmel_equals_whole_file(embedder):
-    model = embedder._load()
+def test_streamed_logmel_equals_whole_file(embedder, cnn14):
+    """Our front end (an FFT and the checkpoint's mel matrix) against torchlibrosa's as panns_inference builds it."""
+    front = embedder._load()
     signal = music(7.3)
-    stream = panns.LogmelStream(model, "cpu")
+    stream = panns.LogmelStream(front, "cpu")
     frames = [stream.push(b) for b in blocks(signal)] + [stream.finish()]
     ours = np.concatenate(frames)
-    reference = whole_file_logmel(model, signal)[0, 0].numpy()
+    reference = whole_file_logmel(cnn14, signal)[0, 0].numpy()
     assert ours.shape == reference.shape
     # dB values: only near-silent bins (-90 dB) differ, by float rounding in the log
     np.testing.assert_allclose(ours, reference, rtol=2e-3, atol=1e-3)
@@ -211,8 +222,7 @@ def test_chunked_windows_equal_one_whole_track_pass(embedder, cnn14, monkeypatch
     sequence, duration = embedder.feature_sequence(blocks(signal))
     model = cnn14
     logmel = whole_file_logmel(model, signal)
-    with torch.inference_mode():
-        whole = panns.trunk_module(model)(logmel)[0].numpy().T
+    whole = reference_trunk(model, logmel)[0].numpy().T
     assert duration == pytest.approx(16.0)
     assert sequence.shape == whole.shape == (1601 // 32, 2048)
     np.testing.assert_allclose(sequence, whole, atol=1e-5 * np.abs(whole).max())
@@ -290,9 +300,10 @@ def test_fast_convolutions_equal_the_direct_one(shape):
     direct = torch.relu(direct).permute(0, 2, 3, 1)
     channels_last = x.permute(0, 2, 3, 1).contiguous()
     for tile, tile_rows in ((4, 1), (4, 2), (4, 100), (2, 3)):
-        ours = WinogradConv3x3(weight, scale, shift, tile_rows, tile=tile)(channels_last)
+        ours = WinogradConv3x3(*WinogradConv3x3.transform(weight, scale, shift, tile=tile), tile_rows)(channels_last)
         torch.testing.assert_close(ours, direct, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(GemmConv3x3(weight, scale, shift)(channels_last), direct, rtol=1e-4, atol=1e-5)
+    ours = GemmConv3x3(*GemmConv3x3.transform(weight, scale, shift))(channels_last)
+    torch.testing.assert_close(ours, direct, rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_engine_is_a_clear_error(checkpoint, tmp_path):
@@ -316,8 +327,13 @@ def test_int8_calibrates_on_catalog_audio_and_refuses_when_inaccurate(embedder, 
     np.testing.assert_allclose(first[0].window_vectors, embedder.embed(blocks(tracks[0])).window_vectors, atol=1e-4)
     quantised = e.embed(blocks(tracks[1]))
     assert float(quantised.vector @ first[1].vector) >= 0.99
+    # Once calibrated and passing its self-check, int8 is one of the candidates that `auto` times.
+    auto = panns.PannsEmbedder(dict(config, PANNS_PRECISION="auto"))
+    auto.device = torch.device("cpu")
+    assert "int8-onnx" in auto.candidates("auto") and "int8-onnx" not in auto.candidates("torch")
     # Another process reuses the calibration; a stricter threshold makes it refuse with the measured figure.
     monkeypatch.setattr(panns, "INT8_MIN_COSINE", 1.01)
+    assert "int8-onnx" not in auto.candidates("auto")
     with pytest.raises(EmbedderUnavailable) as info:
         panns.PannsEmbedder(config).check()
     assert f"cosine {report['cosine']:.4f}" in str(info.value) and "float32" in str(info.value)
@@ -328,13 +344,6 @@ def test_float16_needs_a_gpu(checkpoint, tmp_path):
                              "PANNS_PRECISION": "float16"})
     with pytest.raises(EmbedderUnavailable, match="bfloat16"):
         e.check()
-
-
-def test_default_precision_is_bfloat16_only_where_the_cpu_computes_it(checkpoint, onnx_checkpoint, tmp_path):
-    e = panns.PannsEmbedder({"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(onnx_checkpoint), "DEVICE": "cpu"})
-    e.check()
-    expected = torch.bfloat16 if panns.cpu_has_bf16() else torch.float32
-    assert isinstance(e._run, panns.FastTrunk) and e._run.dtype == expected
 
 
 @pytest.mark.parametrize("engine", ["torch", "winograd"])
@@ -363,3 +372,187 @@ def test_batched_chunks_are_reassembled_in_order():
         for i in range(0, len(logmel), 500):
             chunks.push(logmel[i:i + 500])
         np.testing.assert_allclose(chunks.finish(), expected, atol=1e-6)
+
+
+def test_folded_trunk_equals_cnn14s_trunk(checkpoint, cnn14):
+    logmel = torch.from_numpy(np.random.default_rng(6).normal(-40, 15, size=(2, 1, 320, 64)).astype(np.float32))
+    folded = panns.folded_trunk(panns.fold_trunk(panns.read_checkpoint(checkpoint)))
+    with torch.inference_mode():
+        ours = folded(logmel)
+    reference = reference_trunk(cnn14, logmel)
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max()))
+
+
+@pytest.fixture
+def own_checkpoint(checkpoint, tmp_path):
+    """The checkpoint in a folder of its own, so its caches (converted weights, the engine decision) start empty."""
+    path = tmp_path / "models" / checkpoint.name
+    path.parent.mkdir()
+    os.link(checkpoint, path)
+    return path
+
+
+def auto_config(path, tmp_path, **extra):
+    return {"DATA_DIR": str(tmp_path), "PANNS_CHECKPOINT": str(path), "DEVICE": "cpu", **extra}
+
+
+def test_a_second_load_reads_only_the_converted_weights(embedder, own_checkpoint, tmp_path, monkeypatch):
+    config = auto_config(own_checkpoint, tmp_path, PANNS_PRECISION="float32", PANNS_ENGINE="torch")
+    first = panns.PannsEmbedder(config)
+    signal = music(3.0, seed=7)
+    expected = first.embed(blocks(signal))
+    np.testing.assert_allclose(expected.window_vectors, embedder.embed(blocks(signal)).window_vectors, atol=1e-5)
+
+    def refuse(path):
+        raise AssertionError("the checkpoint was read again")
+
+    monkeypatch.setattr(panns, "read_checkpoint", refuse)
+    monkeypatch.setattr(panns, "build_cnn14", refuse)
+    again = panns.PannsEmbedder(config)
+    np.testing.assert_array_equal(again.embed(blocks(signal)).vector, expected.vector)
+    assert again.summary()["how"] == "configured"
+    # A damaged converted file is made again from the checkpoint, not trusted.
+    monkeypatch.undo()
+    for path in own_checkpoint.parent.glob("*.folded-float32.v*.pt"):
+        path.write_bytes(b"truncated")
+    repaired = panns.PannsEmbedder(config)
+    np.testing.assert_array_equal(repaired.embed(blocks(signal)).vector, expected.vector)
+
+
+class Clock:
+    """A stand-in for autotune.measure: each candidate takes the seconds given, and every call is counted."""
+
+    def __init__(self, seconds):
+        self.seconds, self.calls = seconds, []
+
+    def __call__(self, label, run, probe):
+        self.calls.append(label)
+        return self.seconds.get(label.split("-")[0], 1.0)
+
+
+def test_auto_is_measured_once_and_cached(own_checkpoint, tmp_path, monkeypatch):
+    """Every engine for real on the random checkpoint, the real clock; a second load reads the decision."""
+    from audiofind.embedders import autotune
+
+    e = panns.PannsEmbedder(auto_config(own_checkpoint, tmp_path))
+    e.check()
+    summary = e.summary()
+    assert summary["how"] == "measured"
+    labels = set(summary["seconds"])
+    assert {"float32-winograd", "float32-torch"} <= labels
+    assert ("bfloat16-winograd" in labels) == panns.cpu_has_bf16()
+    chosen = f"{summary['precision']}-{summary['engine']}"
+    assert summary["seconds"][chosen] == min(summary["seconds"].values())
+    assert summary["similarity"][chosen] >= panns.AUTO_MIN_COSINE
+    decision = json.loads(next(own_checkpoint.parent.glob("*.engine.json")).read_text())
+    assert decision["chosen"] == chosen and decision["key"]["cpu"] == panns.cpu_identity()
+
+    clock = Clock({})
+    monkeypatch.setattr(autotune, "measure", clock)
+    built = []
+    original = panns.PannsEmbedder._build
+    monkeypatch.setattr(panns.PannsEmbedder, "_build", lambda self, label: built.append(label) or original(self, label))
+    again = panns.PannsEmbedder(auto_config(own_checkpoint, tmp_path))
+    again.check()
+    assert again.summary()["how"] == "cached" and again.summary()["precision"] == summary["precision"]
+    assert clock.calls == [] and built == [chosen]
+    signal = music(3.0, seed=8)
+    np.testing.assert_array_equal(again.embed(blocks(signal)).vector, e.embed(blocks(signal)).vector)
+
+
+def test_a_candidate_below_the_cosine_gate_is_never_chosen(own_checkpoint, tmp_path, monkeypatch):
+    from audiofind.embedders import autotune
+
+    monkeypatch.setattr(panns, "cpu_has_bf16", lambda: True)  # a second candidate on any CPU
+    config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
+    clock = Clock({"bfloat16": 0.1, "float32": 1.0})
+    monkeypatch.setattr(autotune, "measure", clock)
+    e = panns.PannsEmbedder(config)
+    e.check()
+    assert e.summary()["precision"] == "bfloat16" and e.summary()["how"] == "measured"
+    assert sorted(set(clock.calls)) == ["bfloat16-torch", "float32-torch"]
+    assert len(clock.calls) == 2 * autotune.ROUNDS
+
+    # bfloat16 reaches cosine ~0.99999 on random weights: a stricter gate rejects it although it is faster.
+    # The gate is part of the key, so the decision above is stale and measured again.
+    monkeypatch.setattr(panns, "AUTO_MIN_COSINE", 0.9999999)
+    strict = panns.PannsEmbedder(config)
+    strict.check()
+    summary = strict.summary()
+    assert summary["how"] == "measured" and summary["precision"] == "float32"
+    assert summary["similarity"]["bfloat16-torch"] < 0.9999999
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "stale"])
+def test_a_corrupt_or_stale_decision_is_measured_again(own_checkpoint, tmp_path, monkeypatch, damage):
+    from audiofind.embedders import autotune
+
+    monkeypatch.setattr(panns, "cpu_has_bf16", lambda: True)
+    config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
+    monkeypatch.setattr(autotune, "measure", Clock({"float32": 0.5, "bfloat16": 1.0}))
+    panns.PannsEmbedder(config).check()
+    path = next(own_checkpoint.parent.glob("*.engine.json"))
+    if damage == "corrupt":
+        path.write_text('{"key": {"cpu": ')
+    else:  # measured on another CPU (or library version): its choice says nothing about this one
+        decision = json.loads(path.read_text())
+        decision["key"]["cpu"] = "another CPU"
+        decision["chosen"] = "bfloat16-torch"
+        path.write_text(json.dumps(decision))
+    clock = Clock({"float32": 0.5, "bfloat16": 1.0})
+    monkeypatch.setattr(autotune, "measure", clock)
+    e = panns.PannsEmbedder(config)
+    e.check()
+    assert e.summary()["how"] == "measured" and e.summary()["precision"] == "float32"
+    assert clock.calls
+    assert json.loads(path.read_text())["key"]["cpu"] == panns.cpu_identity()
+
+
+def test_two_processes_starting_at_once_measure_once(own_checkpoint, tmp_path, monkeypatch):
+    """The second waits on the decision's lock and reads what the first measured."""
+    from audiofind.embedders import autotune
+
+    monkeypatch.setattr(panns, "cpu_has_bf16", lambda: True)
+    clock = Clock({"float32": 0.5, "bfloat16": 0.2})
+    monkeypatch.setattr(autotune, "measure", clock)
+    config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
+    embedders = [panns.PannsEmbedder(config) for _ in range(2)]
+    threads = [threading.Thread(target=e.check) for e in embedders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(e.summary()["how"] for e in embedders) == ["cached", "measured"]
+    assert {e.summary()["precision"] for e in embedders} == {"bfloat16"}
+    assert len(clock.calls) == 2 * autotune.ROUNDS
+
+
+def test_summary_before_loading_reads_the_decision_without_loading(own_checkpoint, tmp_path, monkeypatch):
+    from audiofind.embedders import autotune
+
+    config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
+    assert panns.PannsEmbedder(config).summary() == {"name": "panns", "loaded": False}
+    monkeypatch.setattr(autotune, "measure", Clock({}))
+    panns.PannsEmbedder(config).check()
+    fresh = panns.PannsEmbedder(config)
+    summary = fresh.summary()
+    assert summary["loaded"] is False and summary["how"] == "cached" and summary["precision"] == "float32"
+    assert fresh.front is None
+
+
+def test_loading_never_builds_panns_inference_or_torchlibrosa(checkpoint, tmp_path):
+    """The embedder runs from the checkpoint's tensors: panns_inference (whose __init__ downloads a label list)
+    and torchlibrosa's STFT set-up are never imported, let alone built."""
+    script = textwrap.dedent(f"""
+        import sys
+        from audiofind.embedders import panns
+        e = panns.PannsEmbedder({{"DATA_DIR": {str(tmp_path)!r}, "PANNS_CHECKPOINT": {str(checkpoint)!r},
+                                  "DEVICE": "cpu", "PANNS_PRECISION": "float32", "PANNS_ENGINE": "torch"}})
+        e.embed([panns.np.zeros(32000, panns.np.float32)])
+        assert not [m for m in sys.modules if m.startswith(("panns_inference", "torchlibrosa", "librosa"))]
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -29,6 +29,20 @@ def track_vector(window_vectors: np.ndarray) -> np.ndarray:
     return l2_normalise(np.concatenate([window_vectors.mean(axis=0), window_vectors.max(axis=0)]))
 
 
+def describe(summary: dict) -> str:
+    """One line for people from Embedder.summary(): the engine, how it was chosen, and the timings behind it."""
+    text = summary.get("name", "?")
+    if "precision" in summary:
+        how = {"configured": "as configured", "measured": "measured fastest on this machine",
+               "cached": "measured fastest on this machine (cached decision)"}.get(summary.get("how"), "")
+        text += f": {summary['precision']}, {summary['engine']} engine, {how}"
+        seconds = summary.get("seconds") or {}
+        if seconds:
+            text += " (" + ", ".join(f"{label} {s:.2f} s" for label, s in sorted(seconds.items(), key=lambda i: i[1]))
+            text += " on the probe)"
+    return text
+
+
 class Embedder:
     """Base class. A subclass sets the class attributes and implements ``embed``.
 
@@ -58,6 +72,10 @@ class Embedder:
 
     def check(self) -> None:
         """Raise EmbedderUnavailable (with the fix) when the embedder cannot run here."""
+
+    def summary(self) -> dict:
+        """What runs the model, for `audiofind info`, /readyz and the serve banner; must not load the model."""
+        return {"name": self.name}
 
     def embed(self, blocks: Iterable[np.ndarray]) -> Embedding:
         """Embed one track given as consecutive mono float32 blocks at ``sample_rate``."""

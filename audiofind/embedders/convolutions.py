@@ -34,10 +34,11 @@ TRANSFORMS = {
 SLICE = 128  # output channels converted at a time: a whole 1024x1024 layer's intermediates take 150 MB each
 
 
-def fold_batch_norm(bn):
-    """(scale, shift) per channel such that bn(y) == y * scale + shift in eval mode."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias.detach() - bn.running_mean * scale
+def fold_batch_norm(state, prefix, eps=1e-5):
+    """(scale, shift) per channel such that the batch norm ``prefix`` of ``state`` (a state dict) in eval mode
+    is y * scale + shift."""
+    scale = state[f"{prefix}.weight"].float() / torch.sqrt(state[f"{prefix}.running_var"].float() + eps)
+    return scale, state[f"{prefix}.bias"].float() - state[f"{prefix}.running_mean"].float() * scale
 
 
 class WinogradConv3x3:
@@ -46,19 +47,26 @@ class WinogradConv3x3:
 
     ``tile_rows`` bounds how many rows of tiles are transformed at once, so the transformed tiles stay in
     cache for layers with a large picture (deep layers take all rows, to read their weights once).
+    The constructor takes the transformed weights (``transform``), which may be memory-mapped from a file.
     """
 
-    def __init__(self, weight, scale, shift, tile_rows: int, dtype=torch.float32, tile: int = 4):
-        b_t, g, a_t = (torch.tensor(m, dtype=torch.float32) for m in TRANSFORMS[tile])
+    def __init__(self, weight, bias, tile_rows: int):
+        self.weight, self.bias = weight, bias  # (size, in, out) in the transform domain, (out,)
+        self.tile = {36: 4, 16: 2}[weight.shape[0]]
+        b_t, _, a_t = (torch.tensor(m, dtype=weight.dtype) for m in TRANSFORMS[self.tile])
+        self.b_t, self.a_t, self.tile_rows = b_t, a_t, tile_rows
+
+    @staticmethod
+    def transform(weight, scale, shift, dtype=torch.float32, tile: int = 4):
+        """(weight, bias) for the constructor from a (out, in, 3, 3) convolution and its folded batch norm."""
+        g = torch.tensor(TRANSFORMS[tile][1], dtype=torch.float32)
         out_channels, in_channels = weight.shape[:2]
         size = (tile + 2) ** 2
-        self.weight = torch.empty(size, in_channels, out_channels, dtype=dtype)
+        transformed = torch.empty(size, in_channels, out_channels, dtype=dtype)
         for k in range(0, out_channels, SLICE):
             part = weight[k:k + SLICE].detach().float() * scale[k:k + SLICE, None, None, None]
-            self.weight[:, :, k:k + SLICE] = (g @ part @ g.T).permute(2, 3, 1, 0).reshape(size, in_channels, -1)
-        self.bias = shift.detach().to(dtype).clone()
-        self.b_t, self.a_t = b_t.to(dtype), a_t.to(dtype)
-        self.tile, self.tile_rows = tile, tile_rows
+            transformed[:, :, k:k + SLICE] = (g @ part @ g.T).permute(2, 3, 1, 0).reshape(size, in_channels, -1)
+        return transformed, shift.detach().to(dtype).clone()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n, h, w, c = x.shape
@@ -87,13 +95,17 @@ class GemmConv3x3:
     bfloat16 convolution and 1.6x its float32 one: the direct kernels have too few positions to fill.
     """
 
-    def __init__(self, weight, scale, shift, dtype=torch.float32):
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias  # (9 * in, out), (out,): from ``transform``
+
+    @staticmethod
+    def transform(weight, scale, shift, dtype=torch.float32):
         out_channels, in_channels = weight.shape[:2]
-        self.weight = torch.empty(9 * in_channels, out_channels, dtype=dtype)
+        matrix = torch.empty(9 * in_channels, out_channels, dtype=dtype)
         for k in range(0, out_channels, SLICE):
-            part = weight[k:k + SLICE].detach() * scale[k:k + SLICE, None, None, None]
-            self.weight[:, k:k + SLICE] = part.permute(2, 3, 1, 0).reshape(9 * in_channels, -1)
-        self.bias = shift.detach().to(dtype).clone()
+            part = weight[k:k + SLICE].detach().float() * scale[k:k + SLICE, None, None, None]
+            matrix[:, k:k + SLICE] = part.permute(2, 3, 1, 0).reshape(9 * in_channels, -1)
+        return matrix, shift.detach().to(dtype).clone()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n, h, w, c = x.shape

@@ -142,14 +142,13 @@ def resolve_device(setting: str):
     return torch.device(setting)
 
 
-def load_cnn14(path: Path, device="cpu"):
-    """Cnn14 with the weights of an official-layout checkpoint ``{"model": state_dict}``, in eval mode."""
+def read_checkpoint(path: Path) -> dict:
+    """The state dict of an official-layout checkpoint ``{"model": state_dict}``, memory-mapped (nothing is read
+    until a tensor is used)."""
     import torch
 
-    model = build_cnn14().to("meta")  # its random initial weights are freed before the checkpoint's are read
-    release_free_memory()
     try:
-        try:  # memory-mapped: the engine reads the trunk's weights once into its own layout (see FastTrunk)
+        try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:
             if "mmap" not in str(exc):
@@ -158,30 +157,26 @@ def load_cnn14(path: Path, device="cpu"):
         state = checkpoint["model"] if isinstance(checkpoint, dict) and "model" in checkpoint else None
         if state is None:
             raise ValueError('not the official layout {"model": state_dict}')
-        model.load_state_dict(state, assign=True)
+        missing = [key for key in FrontEnd.KEYS + ("conv_block6.conv2.weight",) if key not in state]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}: not a Cnn14 checkpoint")
     except Exception as exc:  # a truncated or foreign file fails in many ways; all mean the same to the user
         raise EmbedderUnavailable(f"cannot load the PANNs checkpoint {path}: {exc}") from exc
+    return state
+
+
+def load_cnn14(path: Path, device="cpu"):
+    """panns_inference's whole Cnn14 with the checkpoint's weights, in eval mode: the reference that tests and the
+    article's baseline run (the embedder itself runs only FrontEnd and a trunk engine)."""
+    model = build_cnn14().to("meta")  # its random initial weights are freed before the checkpoint's are read
+    model.load_state_dict(read_checkpoint(path), assign=True)
     return model.eval().to(device)
 
 
-def drop_trunk(model):
-    """Let go of the conv blocks (~310 MB) once an engine holds its own copy of them.
-
-    The other weights are copied out of the checkpoint's memory map, so that the map (with the pages of
-    the trunk that the engine read) is released too.
-    """
-    for i in range(1, 7):
-        setattr(model, f"conv_block{i}", None)
-    model.load_state_dict({name: tensor.clone() for name, tensor in model.state_dict().items()}, assign=True)
-    release_free_memory()
-
-
 def forget_pages(*tensors):
-    """Drop the resident pages of checkpoint tensors that are about to be released.
+    """Drop the resident pages of memory-mapped checkpoint tensors once they are converted.
 
-    A memory-mapped checkpoint (load_cnn14) stays mapped until its last tensor is gone (drop_trunk), so
-    pages read while converting a block would stay resident until then. Harmless for tensors that are not
-    mapped: their whole pages read back as zeros, and nothing reads them again.
+    Harmless for tensors that are not mapped: their whole pages read back as zeros, and nothing reads them again.
     """
     page = os.sysconf("SC_PAGE_SIZE")
     try:
@@ -203,26 +198,181 @@ def release_free_memory():
         pass
 
 
-def trunk_module(model, blocks=6):
-    """Cnn14 from log-mel to the 2048-channel feature sequence: bn0, conv blocks 1-6, mean over frequency.
+class FrontEnd:
+    """What Cnn14 computes outside its convolution trunk, from its own weights: the log-mel filter bank and the
+    clip head (fc1, fc_audioset).
 
-    With ``blocks`` < 6, only the first blocks: their pooled activations, (batch, channels, frames, mel).
+    panns_inference builds these as torchlibrosa modules whose set-up (an STFT as a conv1d with 1024 kernels)
+    takes seconds; the same arithmetic from the checkpoint's tensors needs none of it.
+    """
+
+    KEYS = ("logmel_extractor.melW", "fc1.weight", "fc1.bias", "fc_audioset.weight", "fc_audioset.bias")
+
+    def __init__(self, tensors, device="cpu"):
+        self.mel = tensors["logmel_extractor.melW"].float().to(device)  # (513, 64)
+        self.fc1 = (tensors["fc1.weight"].to(device), tensors["fc1.bias"].to(device))
+        self.fc_audioset = (tensors["fc_audioset.weight"].to(device), tensors["fc_audioset.bias"].to(device))
+
+    @classmethod
+    def tensors(cls, state) -> dict:
+        return {key: state[key].float().clone() for key in cls.KEYS}
+
+    def logmel(self, power):
+        """torchlibrosa's LogmelFilterBank as Cnn14 sets it up (ref 1.0, amin 1e-10, no top_db): (n, 513) -> (n, 64)."""
+        import torch
+
+        return 10.0 * torch.log10(torch.clamp(power @ self.mel, min=1e-10))
+
+
+def cache_path(checkpoint: Path, kind: str) -> Path:
+    """A file beside the checkpoint, keyed by its size and mtime so a replaced checkpoint is never stale."""
+    stat = checkpoint.stat()
+    return checkpoint.with_name(f"{checkpoint.stem}.{stat.st_size}-{stat.st_mtime_ns}.{kind}")
+
+
+def _atomic_write(target: Path, write):
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+# Raise when a conversion changes: every converted-weights file of an older version is then made again.
+CONVERTER_VERSION = 1
+
+
+def converted(checkpoint: Path, kind: str, convert) -> dict:
+    """Tensors derived from the checkpoint (``convert()`` -> dict), computed once, saved beside it and
+    memory-mapped on every later load: worker processes share their pages, and a restart converts nothing.
+
+    An unreadable file is converted again; where the folder is read-only the tensors stay in memory.
     """
     import torch
 
-    class Trunk(torch.nn.Module):
+    path = cache_path(checkpoint, f"{kind}.v{CONVERTER_VERSION}.pt")
+    if path.exists():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # truncated or foreign: made again below
+            pass
+    tensors = convert()
+    try:
+        _atomic_write(path, lambda tmp: torch.save(tensors, tmp))
+    except OSError:
+        return tensors
+    del tensors
+    release_free_memory()
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def fold_trunk(state, blocks=6, dtype=None) -> dict:
+    """bn0 as (scale, shift) over mel bins and each conv of the first ``blocks`` with its batch norm folded in
+    (weights channels-last, oneDNN's native layout, in ``dtype``; bn0 stays float32)."""
+    import torch
+
+    from audiofind.embedders.convolutions import fold_batch_norm
+
+    dtype = dtype or torch.float32
+    scale, shift = fold_batch_norm(state, "bn0")
+    tensors = {"bn0.scale": scale, "bn0.shift": shift}
+    for i in range(1, blocks + 1):
+        for j in (1, 2):
+            scale, shift = fold_batch_norm(state, f"conv_block{i}.bn{j}")
+            weight = state[f"conv_block{i}.conv{j}.weight"]
+            folded = (weight.float() * scale[:, None, None, None]).to(dtype)
+            tensors[f"conv{i}.{j}.weight"] = folded.contiguous(memory_format=torch.channels_last)
+            tensors[f"conv{i}.{j}.bias"] = shift.to(dtype)
+    return tensors
+
+
+def folded_trunk(tensors, blocks=6):
+    """The trunk from ``fold_trunk``'s tensors: log-mel (batch, 1, frames, 64) -> (batch, 2048, frames // 32), or
+    with ``blocks`` < 6 the pooled activations of the first blocks, (batch, channels, frames, mel).
+
+    Equal to Cnn14's bn0 and conv blocks (conv, bn, relu, twice; 2x2 average pooling but after block 6; mean over
+    mel) within float rounding. The input is cast to the convolutions' type after bn0.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    class FoldedTrunk(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.bn0 = model.bn0
-            self.blocks = torch.nn.ModuleList([getattr(model, f"conv_block{i + 1}") for i in range(blocks)])
+            for name, tensor in tensors.items():
+                self.register_buffer(name.replace(".", "_"), tensor)
 
-        def forward(self, logmel):  # (batch, 1, frames, 64) -> (batch, 2048, frames // 32) for all blocks
-            x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
-            for i, block in enumerate(self.blocks):
-                x = block(x, pool_size=(2, 2) if i < 5 else (1, 1), pool_type="avg")
+        def forward(self, logmel):
+            x = logmel * self.bn0_scale + self.bn0_shift
+            x = x.to(self.conv1_1_weight.dtype)
+            if not torch.onnx.is_in_onnx_export():
+                x = x.contiguous(memory_format=torch.channels_last)
+            for i in range(1, blocks + 1):
+                for j in (1, 2):
+                    x = F.relu_(F.conv2d(x, getattr(self, f"conv{i}_{j}_weight"), getattr(self, f"conv{i}_{j}_bias"),
+                                         padding=1))
+                if i < 6:
+                    x = F.avg_pool2d(x, 2)
             return x.mean(dim=3) if blocks == 6 else x
 
-    return Trunk().eval()
+    return FoldedTrunk().eval()
+
+
+def torch_runner(checkpoint, state, device, precision=None):
+    """The trunk in PyTorch; with ``precision`` bfloat16/float16 its weights and activations are in that type.
+
+    (Converting the weights once measured ~7 % faster than autocast, which casts them on every call.)
+    """
+    import torch
+
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision, torch.float32)
+    kind = f"folded-{precision or 'float32'}"
+    trunk = folded_trunk(converted(checkpoint, kind, lambda: fold_trunk(state(), 6, dtype))).to(device)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return trunk(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return run
+
+
+def export_trunk(checkpoint: Path, state, blocks=6) -> Path:
+    """The trunk (or its first ``blocks``) as ONNX, dynamic batch and length, exported once and cached beside
+    the checkpoint (``state``: a callable giving the checkpoint's state dict, called only to export).
+
+    The weights go to a separate ``.data`` file, which ONNX Runtime maps instead of copying out of the
+    protobuf: that takes ~350 MB off the peak memory of loading the session.
+    """
+    target = cache_path(checkpoint, "trunk.onnx" if blocks == 6 else f"trunk-blocks1-{blocks}.onnx")
+    data = target.with_name(target.name + ".data")
+    if target.exists() and data.exists():
+        return target
+    import onnx
+    import torch
+
+    trunk = folded_trunk(fold_trunk(state(), blocks), blocks)
+    example = torch.zeros(1, 1, 2 * FRAMES_PER_STEP * 8, 64)
+    result = "features" if blocks == 6 else "activations"
+    try:
+        with tempfile.TemporaryDirectory(dir=target.parent) as work:
+            exported = Path(work) / "trunk.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    trunk, (example,), str(exported), input_names=["logmel"], output_names=[result],
+                    opset_version=17, dynamo=False,
+                    dynamic_axes={"logmel": {0: "batch", 2: "frames"}, result: {0: "batch", 2: "steps"}},
+                )
+            staged = Path(work) / target.name
+            onnx.save_model(onnx.load(str(exported)), str(staged), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=data.name, size_threshold=1024)
+            os.replace(Path(work) / data.name, data)  # the weights first: a model file always has its data
+            os.replace(staged, target)
+    except Exception as exc:  # exporter failures come in many types
+        raise EmbedderUnavailable(f"cannot export the Cnn14 trunk to ONNX at {target}: {exc}") from exc
+    return target
 
 
 class LogmelStream:
@@ -230,11 +380,11 @@ class LogmelStream:
 
     Cnn14 reflect-pads the signal by n_fft/2 at both ends (center=True); we pad only at the real track
     edges and carry the overlap between blocks, then apply the same STFT (hann, 1024, hop 320) and the
-    model's own mel layer.
+    model's own mel filter bank (FrontEnd).
     """
 
-    def __init__(self, model, device):
-        self.model = model
+    def __init__(self, front, device):
+        self.front = front
         self.device = device
         self.buffer = np.zeros(0, dtype=np.float32)
         self.samples = 0
@@ -274,8 +424,8 @@ class LogmelStream:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(used)).to(self.device)
             spectrum = torch.stft(x, N_FFT, HOP, window=self.window, center=False, return_complex=True)
-            power = spectrum.real ** 2 + spectrum.imag ** 2  # (513, n)
-            logmel = self.model.logmel_extractor(power.T)  # (n, 64)
+            power = torch.view_as_real(spectrum).square_().sum(dim=-1)  # (513, n)
+            logmel = self.front.logmel(power.T)  # (n, 64)
         return logmel.float().cpu().numpy()
 
 
@@ -361,16 +511,20 @@ def window_spans(steps: int):
     return [(s, s + WINDOW_STEPS) for s in starts]
 
 
-def pool_windows(model, sequence: np.ndarray, spans):
-    """Cnn14's clip head on each window: max + mean over time, fc1 + relu (embedding), fc_audioset + sigmoid."""
-    import torch
+def pool_windows(front, sequence: np.ndarray, spans):
+    """Cnn14's clip head on each window: max + mean over time, fc1 + relu (embedding), fc_audioset + sigmoid.
 
-    fc1 = model.fc1
+    The pooling runs in NumPy: a window is too small for PyTorch's per-operation overhead, which took 0.5 s
+    for the 40 windows of a 3.5-minute track on a busy 2-core machine.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    sequence = np.asarray(sequence, dtype=np.float32)
+    pooled = np.stack([sequence[s:e].max(axis=0) + sequence[s:e].mean(axis=0) for s, e in spans])
     with torch.inference_mode():
-        seq = torch.from_numpy(sequence).to(fc1.weight.device, torch.float32)
-        pooled = torch.stack([seq[s:e].max(dim=0).values + seq[s:e].mean(dim=0) for s, e in spans])
-        embedding = torch.relu(fc1(pooled))
-        scores = torch.sigmoid(model.fc_audioset(embedding))
+        embedding = torch.relu(F.linear(torch.from_numpy(pooled).to(front.fc1[0].device), *front.fc1))
+        scores = torch.sigmoid(F.linear(embedding, *front.fc_audioset))
     return embedding.cpu().numpy(), scores.cpu().numpy()
 
 
@@ -392,111 +546,6 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def fused_trunk(model, blocks=6):
-    """The trunk for inference: each conv with its batch norm folded in, channels-last (oneDNN's native layout).
-
-    Equal to trunk_module() within float rounding; it saves a pass over the largest tensors per layer. The
-    input is cast to the convolutions' type after bn0, so their type may differ from bn0's.
-    """
-    import copy
-
-    import torch
-    import torch.nn.functional as F
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    parts = [getattr(model, f"conv_block{i + 1}") for i in range(blocks)]
-
-    class FusedTrunk(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bn0 = copy.deepcopy(model.bn0)
-            self.convs = torch.nn.ModuleList(
-                [fuse_conv_bn_eval(b.conv1, b.bn1) for b in parts] + [fuse_conv_bn_eval(b.conv2, b.bn2) for b in parts]
-            )
-
-        def forward(self, logmel):
-            x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
-            x = x.to(self.convs[0].weight.dtype).contiguous(memory_format=torch.channels_last)
-            for i in range(blocks):
-                x = F.relu_(self.convs[i](x))
-                x = F.relu_(self.convs[blocks + i](x))
-                if i < 5:
-                    x = F.avg_pool2d(x, 2)
-            return x.mean(dim=3) if blocks == 6 else x
-
-    return FusedTrunk().eval().to(memory_format=torch.channels_last)
-
-
-def torch_runner(model, device, precision=None):
-    """The trunk in PyTorch; with ``precision`` bfloat16/float16 its weights and activations are in that type.
-
-    (Converting the weights once measured ~7 % faster than autocast, which casts them on every call.)
-    """
-    import torch
-
-    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision, torch.float32)
-    trunk = fused_trunk(model).to(device, dtype)
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return trunk(torch.from_numpy(batch).to(device, dtype)).float().cpu().numpy()
-
-    return run
-
-
-def cache_path(checkpoint: Path, kind: str) -> Path:
-    """A file beside the checkpoint, keyed by its size and mtime so a replaced checkpoint is never stale."""
-    stat = checkpoint.stat()
-    return checkpoint.with_name(f"{checkpoint.stem}.{stat.st_size}-{stat.st_mtime_ns}.{kind}")
-
-
-def _atomic_write(target: Path, write):
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def export_trunk(model, checkpoint: Path, blocks=6) -> Path:
-    """The trunk (or its first ``blocks``) as ONNX, dynamic batch and length, exported once and cached beside
-    the checkpoint.
-
-    The weights go to a separate ``.data`` file, which ONNX Runtime maps instead of copying out of the
-    protobuf: that takes ~350 MB off the peak memory of loading the session.
-    """
-    import onnx
-    import torch
-
-    target = cache_path(checkpoint, "trunk.onnx" if blocks == 6 else f"trunk-blocks1-{blocks}.onnx")
-    data = target.with_name(target.name + ".data")
-    if target.exists() and data.exists():
-        return target
-    trunk = trunk_module(model, blocks).to("cpu")
-    example = torch.zeros(1, 1, 2 * FRAMES_PER_STEP * 8, 64)
-    result = "features" if blocks == 6 else "activations"
-    try:
-        with tempfile.TemporaryDirectory(dir=target.parent) as work:
-            exported = Path(work) / "trunk.onnx"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    trunk, (example,), str(exported), input_names=["logmel"], output_names=[result],
-                    opset_version=17, dynamo=False,
-                    dynamic_axes={"logmel": {0: "batch", 2: "frames"}, result: {0: "batch", 2: "steps"}},
-                )
-            staged = Path(work) / target.name
-            onnx.save_model(onnx.load(str(exported)), str(staged), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=data.name, size_threshold=1024)
-            os.replace(Path(work) / data.name, data)  # the weights first: a model file always has its data
-            os.replace(staged, target)
-    except Exception as exc:  # exporter failures come in many types
-        raise EmbedderUnavailable(f"cannot export the Cnn14 trunk to ONNX at {target}: {exc}") from exc
-    return target
 
 
 def onnx_session(path: Path, arena: bool = False, spinning: bool = True):
@@ -526,10 +575,8 @@ def onnx_runner(path: Path):
 class FastTrunk:
     """The trunk on CPU in float32 or bfloat16, with fewer multiplications where that pays (convolutions.py).
 
-    Blocks 1-2: ONNX Runtime's float32 convolutions (near this CPU's float32 peak) or oneDNN's bfloat16
-    ones. Blocks 3-5: Winograd. Block 6: one matmul per convolution. On a 60 s chunk (2 cores) float32
-    measured ~0.96 s against 1.21 s for the whole trunk in ONNX Runtime (equal within 2e-6), bfloat16
-    ~0.55 s against 0.77 s for PyTorch's bfloat16 trunk (cosine 0.99998 to float32).
+    Blocks 1-2: ONNX Runtime's float32 convolutions or oneDNN's bfloat16 ones. Blocks 3-5: Winograd. Block 6:
+    one matmul per convolution. The converted weights are made once and memory-mapped (``converted``).
     """
 
     # Per conv of blocks 3-5 (see WinogradConv3x3). In float32 block 5 takes 2x2 tiles: 4x4 ones would
@@ -538,33 +585,45 @@ class FastTrunk:
     TILE_ROWS = (16, 32, 64, 128, 1 << 20, 1 << 20)
     HEAD_PIECE = 1024  # log-mel frames per ONNX Runtime run of blocks 1-2 (a multiple of their pooling, 4)
     HEAD_MARGIN = 16  # frames on each side of a piece: more than blocks 1-2 see (their receptive field is 10)
+    MIDDLE = [(block, conv) for block in (3, 4, 5) for conv in (1, 2)]
 
-    def __init__(self, model, checkpoint: Path, dtype):
+    def __init__(self, checkpoint: Path, state, dtype):
+        import torch
+
+        from audiofind.embedders.convolutions import GemmConv3x3, WinogradConv3x3
+
+        self.dtype = dtype
+        name = str(dtype).removeprefix("torch.")
+        tensors = converted(checkpoint, f"fast-{name}", lambda: self.convert(state(), dtype))
+        if dtype == torch.float32:
+            self.head = onnx_session(export_trunk(checkpoint, state, blocks=2), arena=True, spinning=False)
+        else:
+            self.head = folded_trunk({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}, 2)
+        self.middle = [WinogradConv3x3(tensors[f"middle{n}.weight"], tensors[f"middle{n}.bias"], rows)
+                       for n, rows in enumerate(self.TILE_ROWS)]
+        self.tail = [GemmConv3x3(tensors[f"tail{n}.weight"], tensors[f"tail{n}.bias"]) for n in range(2)]
+
+    @classmethod
+    def convert(cls, state, dtype) -> dict:
         import torch
 
         from audiofind.embedders.convolutions import GemmConv3x3, WinogradConv3x3, fold_batch_norm
 
-        def layers(*blocks):  # (conv, bn) pairs; each block's weights leave RAM once it is converted
-            for i in blocks:
-                block = getattr(model, f"conv_block{i}")
-                setattr(model, f"conv_block{i}", None)
-                yield block.conv1, block.bn1
-                yield block.conv2, block.bn2
-                forget_pages(block.conv1.weight, block.conv2.weight)
-
-        self.dtype = dtype
-        with torch.no_grad():
-            if dtype == torch.float32:
-                self.head = onnx_session(export_trunk(model, checkpoint, blocks=2), arena=True, spinning=False)
-            else:
-                self.head = fused_trunk(model, blocks=2)  # bn0 stays float32, the convolutions take dtype
-                self.head.convs.to(dtype)
-            for _ in layers(1, 2):  # the head holds its own copy now
-                pass
-            tiles = self.FLOAT32_TILES if dtype == torch.float32 else (4,) * 6
-            self.middle = [WinogradConv3x3(conv.weight, *fold_batch_norm(bn), rows, dtype, tile)
-                           for (conv, bn), tile, rows in zip(layers(3, 4, 5), tiles, self.TILE_ROWS)]
-            self.tail = [GemmConv3x3(conv.weight, *fold_batch_norm(bn), dtype) for conv, bn in layers(6)]
+        tensors = {}
+        if dtype != torch.float32:  # bn0 and blocks 1-2 for oneDNN (float32 runs them from the ONNX export)
+            tensors.update({f"head.{k}": v for k, v in fold_trunk(state, 2, dtype).items()})
+        tiles = cls.FLOAT32_TILES if dtype == torch.float32 else (4,) * 6
+        for n, ((block, conv), tile) in enumerate(zip(cls.MIDDLE, tiles)):
+            weight = state[f"conv_block{block}.conv{conv}.weight"]
+            tensors[f"middle{n}.weight"], tensors[f"middle{n}.bias"] = WinogradConv3x3.transform(
+                weight, *fold_batch_norm(state, f"conv_block{block}.bn{conv}"), dtype, tile)
+            forget_pages(weight)  # each layer's checkpoint pages leave RAM once it is converted
+        for n in range(2):
+            weight = state[f"conv_block6.conv{n + 1}.weight"]
+            tensors[f"tail{n}.weight"], tensors[f"tail{n}.bias"] = GemmConv3x3.transform(
+                weight, *fold_batch_norm(state, f"conv_block6.bn{n + 1}"), dtype)
+            forget_pages(weight)
+        return tensors
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:  # -> (N, 2048, steps)
         import torch
@@ -664,7 +723,7 @@ class Int8Trunk:
                 clip = next(self.clips, None)
                 return None if clip is None else {"logmel": clip}
 
-        float_model = export_trunk(self.embedder.model, self.embedder.checkpoint)
+        float_model = export_trunk(self.embedder.checkpoint, self.embedder._state)
 
         def write(tmp):
             with tempfile.TemporaryDirectory(dir=self.model_path.parent) as work:
@@ -679,12 +738,12 @@ class Int8Trunk:
         _atomic_write(self.model_path, write)
         session = onnx_session(self.model_path, arena=True)
         cosines = []
-        model = self.embedder.model
+        front = self.embedder.front
         for clip in held_out:
             ours = session.run(None, {"logmel": clip})[0][0].T
             reference = self.float_run(clip)[0].T
-            a = pool_windows(model, reference, [(0, len(reference))])[0][0]
-            b = pool_windows(model, ours, [(0, len(ours))])[0][0]
+            a = pool_windows(front, reference, [(0, len(reference))])[0][0]
+            b = pool_windows(front, ours, [(0, len(ours))])[0][0]
             cosines.append(float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)))
         report = {"cosine": float(np.mean(cosines)), "min_cosine": float(np.min(cosines)),
                   "held_out_clips": len(held_out), "calibration_clips": len(calibration),
@@ -693,6 +752,70 @@ class Int8Trunk:
         self.tracks = []
         self._use(report)
         return report["cosine"]
+
+
+# auto: a candidate's probe embedding must reach this cosine to float32's. Measured on a real catalog
+# (BENCHMARKS.md, bench_int8.py): bfloat16 at 0.99998 kept 99 % of "more like this" top-10s, int8 at 0.9995
+# only 85 %, so the gate sits between them.
+AUTO_MIN_COSINE = 0.9999
+PROBE_FRAMES = 2048 + 2 * MARGIN  # auto: log-mel frames (~23 s) each candidate is timed on
+
+
+def cpu_identity() -> str:
+    """The CPU model, the cores this process may use and the instruction set PyTorch dispatches to."""
+    import torch
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:
+        pass
+    import platform
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model or platform.processor() or platform.machine()}, {cores} cores, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "onnxruntime", "onnx", "numpy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return dict(found, converter=CONVERTER_VERSION)
+
+
+def probe_logmel(front) -> np.ndarray:
+    """A fixed stretch of music-like audio (chords with a beat) as Cnn14's log-mel, (1, 1, PROBE_FRAMES, 64)."""
+    rng = np.random.default_rng(0)
+    t = np.arange((PROBE_FRAMES - 1) * HOP) / 32000
+    signal = np.zeros_like(t)
+    for k, f in enumerate((110, 196, 262, 330)):
+        signal += np.sin(2 * np.pi * f * t + k) * (0.5 + 0.5 * np.sin(2 * np.pi * (0.3 + k * 0.1) * t))
+    signal += (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.standard_normal(len(t)) * 2
+    stream = LogmelStream(front, "cpu")
+    frames = np.concatenate([stream.push((0.05 * signal).astype(np.float32)), stream.finish()])
+    return np.ascontiguousarray(frames[None, None, :PROBE_FRAMES])
+
+
+class CheckpointState:
+    """The checkpoint's state dict, read (memory-mapped) on first use only: a cached load needs none of it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.state = None
+
+    def __call__(self) -> dict:
+        if self.state is None:
+            self.state = read_checkpoint(self.path)
+        return self.state
+
+    def release(self):
+        self.state = None
 
 
 class PannsEmbedder(Embedder):
@@ -705,9 +828,11 @@ class PannsEmbedder(Embedder):
 
     def __init__(self, config):
         super().__init__(config)
-        self.model = None
+        self.front = None
         self.device = None
+        self.choice = None  # how the engine was chosen: see summary()
         self._run = None
+        self._state = None
         self._lock = threading.Lock()
 
     @property
@@ -719,8 +844,8 @@ class PannsEmbedder(Embedder):
 
     def _load(self):
         with self._lock:
-            if self.model is not None:
-                return self.model
+            if self.front is not None:
+                return self.front
             path = self.checkpoint
             if not path.is_file():
                 url = self.config.get("PANNS_CHECKPOINT_URL") or ""
@@ -728,22 +853,22 @@ class PannsEmbedder(Embedder):
                     raise EmbedderUnavailable(_missing_message(path, "the official Cnn14 checkpoint", "no URL set"))
                 download_checkpoint(url, path)
             self.device = resolve_device(self.config.get("DEVICE", "auto"))
-            model = load_cnn14(path, self.device)
-            self._run = self._make_runner(model)
+            self._state = CheckpointState(path)
+            front = FrontEnd(converted(path, "front", lambda: FrontEnd.tensors(self._state())), self.device)
+            self._run, self.choice = self._make_runner(front)
             if not isinstance(self._run, Int8Trunk):  # int8 exports the trunk again when it calibrates
-                drop_trunk(model)
-            self.model = model
-            return model
+                self._state.release()
+            release_free_memory()
+            self.front = front
+            return front
 
-    def _make_runner(self, model):
+    def _settings(self):
         precision = (self.config.get("PANNS_PRECISION") or "auto").lower()
         engine = (self.config.get("PANNS_ENGINE") or "auto").lower()
         if precision not in PRECISIONS:
             raise EmbedderUnavailable(
                 f"AUDIOFIND_PANNS_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}"
             )
-        if precision == "auto":  # bfloat16 where the CPU computes it natively: cosine 0.99998 to float32
-            precision = "bfloat16" if self.device.type == "cpu" and cpu_has_bf16() else "float32"
         if engine not in ENGINES:
             raise EmbedderUnavailable(f"AUDIOFIND_PANNS_ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
         cuda = self.device.type == "cuda"
@@ -754,27 +879,106 @@ class PannsEmbedder(Embedder):
                 "AUDIOFIND_PANNS_PRECISION=bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
                 "it would be slower than float32, use float32"
             )
-        if precision == "int8":
-            if cuda:
-                raise EmbedderUnavailable("AUDIOFIND_PANNS_PRECISION=int8 runs on CPU only; on a GPU use float16")
-            return Int8Trunk(self, torch_runner(model, self.device))
+        if precision == "int8" and cuda:
+            raise EmbedderUnavailable("AUDIOFIND_PANNS_PRECISION=int8 runs on CPU only; on a GPU use float16")
+        return precision, engine
+
+    def candidates(self, engine: str) -> list:
+        """The (precision-engine) labels ``auto`` times here, the float32 reference first."""
+        if self.device.type == "cuda":
+            return ["float32-torch", "float16-torch", "bfloat16-torch"]
+        engines = ["winograd", "torch"] if engine == "auto" else [engine]
+        if not _has_onnxruntime():
+            engines = [e for e in engines if e == "torch"] or ["torch"]
+        labels = [f"float32-{e}" for e in engines]
+        if cpu_has_bf16():
+            labels += [f"bfloat16-{e}" for e in engines if e != "onnx"]
+        if engine == "auto" and self._int8_report() is not None:
+            labels.append("int8-onnx")  # only once this catalog's calibration has passed its self-check
+        return labels
+
+    def _int8_report(self):
+        report = cache_path(self.checkpoint, "trunk-int8.json")
+        try:
+            data = json.loads(report.read_text())
+        except (OSError, ValueError):
+            return None
+        model = cache_path(self.checkpoint, "trunk-int8.onnx")
+        return data if data.get("cosine", 0) >= INT8_MIN_COSINE and model.exists() else None
+
+    def _make_runner(self, front):
+        precision, engine = self._settings()
+        if precision != "auto":
+            if engine == "auto":
+                engine = "onnx" if precision == "int8" else "winograd"
+            return self._build(f"{precision}-{engine}"), {"precision": precision, "engine": engine, "how": "configured"}
+        from audiofind.embedders import autotune
+
+        candidates = self.candidates(engine)
+        key = {"cpu": cpu_identity() if self.device.type == "cpu" else self._gpu_name(),
+               "checkpoint": cache_path(self.checkpoint, "").name, "versions": _versions(),
+               "int8": self._int8_report()}
+
+        def similarity(output, reference):
+            ours = pool_windows(front, output[0].T, [(0, output.shape[2])])[0][0]
+            theirs = pool_windows(front, reference[0].T, [(0, reference.shape[2])])[0][0]
+            return ours @ theirs / max(np.linalg.norm(ours) * np.linalg.norm(theirs), 1e-12)
+
+        label, runner, decision = autotune.choose(
+            cache_path(self.checkpoint, "engine.json"), key, candidates, candidates[0], self._build,
+            lambda: probe_logmel(front), similarity, AUTO_MIN_COSINE,
+        )
+        precision, engine = label.split("-")
+        return runner, dict(decision, precision=precision, engine=engine)
+
+    def _gpu_name(self):
         import torch
 
-        if cuda or engine == "torch":
-            return torch_runner(model, self.device, None if precision == "float32" else precision)
+        return torch.cuda.get_device_name(self.device)
+
+    def _build(self, label):
+        """The runner for a precision-engine label (``candidates``); engine "onnx" for int8 is its QDQ graph."""
+        import torch
+
+        precision, engine = label.split("-")
+        if precision == "int8":
+            return Int8Trunk(self, torch_runner(self.checkpoint, self._state, self.device))
+        if self.device.type == "cuda" or engine == "torch":
+            return torch_runner(self.checkpoint, self._state, self.device, None if precision == "float32" else precision)
         if precision == "bfloat16":
-            return FastTrunk(model, self.checkpoint, torch.bfloat16)
+            return FastTrunk(self.checkpoint, self._state, torch.bfloat16)
         if not _has_onnxruntime():
-            return torch_runner(model, self.device)
+            return torch_runner(self.checkpoint, self._state, self.device)
         try:
             if engine == "onnx":
-                return onnx_runner(export_trunk(model, self.checkpoint))
-            return FastTrunk(model, self.checkpoint, torch.float32)
+                return onnx_runner(export_trunk(self.checkpoint, self._state))
+            return FastTrunk(self.checkpoint, self._state, torch.float32)
         except EmbedderUnavailable:
-            if engine != "auto":
+            if (self.config.get("PANNS_ENGINE") or "auto").lower() != "auto":
                 raise
             warnings.warn("ONNX export of the Cnn14 trunk failed; using PyTorch", RuntimeWarning)
-            return torch_runner(model, self.device)
+            return torch_runner(self.checkpoint, self._state, self.device)
+
+    def summary(self) -> dict:
+        """What runs the model and why: {name, device, precision, engine, how, seconds?, similarity?}.
+
+        ``how``: "configured" (AUDIOFIND_PANNS_PRECISION set), "measured" (timed at this load) or "cached" (timed
+        at an earlier load on this machine). Before the model is loaded in this process, the cached decision, if
+        any, without loading anything.
+        """
+        choice = self.choice
+        if choice is None:
+            try:
+                choice = json.loads(cache_path(self.checkpoint, "engine.json").read_text())
+                choice = dict(choice, how="cached", precision=choice["chosen"].split("-")[0],
+                              engine=choice["chosen"].split("-")[1])
+            except (OSError, ValueError, KeyError):
+                return {"name": self.name, "loaded": False}
+        keep = ("precision", "engine", "how", "seconds", "similarity", "min_similarity")
+        return {"name": self.name, "loaded": self.front is not None,
+                "device": self.device.type if self.device is not None else None,
+                **{k: choice[k] for k in keep if k in choice},
+                **({"cpu": choice["key"]["cpu"]} if "key" in choice else {})}
 
     def calibrate_int8(self, tracks) -> float:
         """Build the int8 trunk from ``tracks`` (an iterable of block iterables, the catalog's own audio).
@@ -793,8 +997,8 @@ class PannsEmbedder(Embedder):
 
     def feature_sequence(self, blocks):
         """The trunk's 2048-channel sequence for a track (one row per 0.32 s) and its duration in seconds."""
-        model = self._load()
-        stream = LogmelStream(model, self.device)
+        front = self._load()
+        stream = LogmelStream(front, self.device)
         # Chunks per forward: on CPU one, since batching 60 s chunks gains no speed there and costs ~300 MB
         # of activations per extra chunk; on a GPU, PANNS_BATCH_SIZE.
         batch = int(self.config.get("PANNS_BATCH_SIZE", 4)) if self.device.type == "cuda" else 1
@@ -812,7 +1016,7 @@ class PannsEmbedder(Embedder):
         if isinstance(self._run, Int8Trunk):
             self._run.track_done()  # may calibrate now, and refuse (raise) if int8 is not accurate enough
         spans = window_spans(len(sequence))
-        embeddings, scores = pool_windows(self.model, sequence, spans)
+        embeddings, scores = pool_windows(self.front, sequence, spans)
         window_vectors = l2_normalise(embeddings)
         windows = np.array([(s * STEP_SECONDS, min(e * STEP_SECONDS, duration)) for s, e in spans], np.float32)
         windows[-1, 1] = duration  # the last window reaches the end (the trunk drops a tail under 0.32 s)
