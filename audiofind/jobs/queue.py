@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ MAINTENANCE_INTERVAL = 4
 WORKER_TTL = 20
 SWEEP_INTERVAL = 300  # seconds between two sweeps of left-over uploads (by whichever worker comes first)
 SWEEP_LOCK = "audiofind:uploads:sweeping"
+LOST_CHECK_INTERVAL = 5  # seconds between two looks for jobs that a dead worker popped off their queue
+LOST_LOCK = "audiofind:jobs:looking-for-lost"
+LOST_MARK = "audiofind:jobs:lost:"
 
 
 class QueueUnavailable(RuntimeError):
@@ -57,9 +61,13 @@ def queue_unavailable(error):
 
 
 def get_queue(app, name):
+    return get_queue_by_name(redis_connection(app), name)
+
+
+def get_queue_by_name(conn, name):
     from rq import Queue
 
-    return Queue(name, connection=redis_connection(app))
+    return Queue(name, connection=conn)
 
 
 def _retry(app):
@@ -253,6 +261,8 @@ def heartbeat_worker_class():
         def run_maintenance_tasks(self):
             self._free_locks_of_dead_schedulers()
             super().run_maintenance_tasks()
+            if self.connection.set(LOST_LOCK, self.name, nx=True, ex=LOST_CHECK_INTERVAL):
+                self._requeue_lost_jobs()
             conn = self.connection
             if conn.set(SWEEP_LOCK, self.name, nx=True, ex=SWEEP_INTERVAL):  # one worker sweeps at a time
                 try:
@@ -273,6 +283,37 @@ def heartbeat_worker_class():
                 host, pid = info.get(b"hostname", b"").decode(), int(info.get(b"pid") or 0)
                 if pid and host == socket.gethostname() and not _process_alive(pid):
                     self.connection.eval(_DELETE_IF_OWNER, 1, key, owner)
+
+        def _requeue_lost_jobs(self):
+            """A worker listening on several queues pops a job off its queue with no copy kept anywhere (RQ's
+            safety list is for one queue); killed before the job is marked started, it leaves the job queued in
+            no queue, registry or worker. Every job of ours holds an upload: such a job is found through it,
+            and put back on its queue when it is still lost at the next check."""
+            from rq.job import Job, JobStatus
+            from rq.registry import ScheduledJobRegistry
+
+            conn, now = self.connection, time.time()
+            held = {job_id.decode() for job_id in conn.hvals(uploads.HELD)}
+            if not held:
+                return
+            placed = set()
+            for queue in self.queues:
+                placed.update(queue.get_job_ids())
+                placed.update(ScheduledJobRegistry(queue=queue).get_job_ids())
+            placed.update(worker.get_current_job_id() for worker in self.all(connection=conn)
+                          if worker.last_heartbeat and now - worker.last_heartbeat.timestamp() < WORKER_TTL)
+            for job_id in held - placed:
+                try:
+                    job = Job.fetch(job_id, connection=conn)
+                except Exception:  # expired or unreadable: the sweeper drops its upload
+                    continue
+                if job.get_status() != JobStatus.QUEUED:
+                    continue
+                if conn.set(LOST_MARK + job_id, now, nx=True, ex=10 * LOST_CHECK_INTERVAL):
+                    continue  # first seen lost: a worker may be between popping it and starting it
+                self.log.warning("job %s was lost by a worker that died; putting it back on %s", job_id, job.origin)
+                conn.delete(LOST_MARK + job_id)
+                get_queue_by_name(conn, job.origin).enqueue_job(job)
 
         def _beat(self, job, execution, done):
             while not done.wait(HEARTBEAT_INTERVAL):
