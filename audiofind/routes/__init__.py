@@ -60,7 +60,8 @@ def _readyz():
     except Exception:  # Redis down: the report says so, to nobody in particular
         admin = False
     if not admin:  # what failed is public, the error text (hosts, buckets) is for admins
-        report = {name: part if name == "ok" else {"ok": part["ok"]} for name, part in report.items()}
+        report = {name: {k: v for k, v in part.items() if k != "error"} if isinstance(part, dict) else part
+                  for name, part in report.items()}
     return jsonify(report), status
 
 
