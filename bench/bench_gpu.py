@@ -22,21 +22,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, cpu_model, random_checkpoint  # noqa: E402
+from bench.common import DATA, ROOT, cpu_model, random_checkpoint  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+import audiogen  # noqa: E402  (the test suite's synthetic music)
 
 from audiofind.embedders import panns  # noqa: E402
 
 SR = 32000
-
-
-def music(seconds, seed):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    signal = np.zeros_like(t)
-    for k, f in enumerate(rng.choice([110, 147, 196, 220, 262, 330, 392], size=4, replace=False)):
-        signal += np.sin(2 * np.pi * f * t + k) * (0.5 + 0.5 * np.sin(2 * np.pi * (0.3 + k * 0.1) * t))
-    beat = (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.standard_normal(len(t))
-    return (0.1 * signal + 0.2 * beat).astype(np.float32)
 
 
 def blocks(signal, size=30 * SR):
@@ -62,7 +55,7 @@ def main():
         raise SystemExit("no CUDA device")
 
     checkpoint = random_checkpoint()
-    tracks = [music(args.minutes * 60, seed) for seed in range(args.tracks)]
+    tracks = [audiogen.music(args.minutes * 60, SR, seed=seed) for seed in range(args.tracks)]
     audio_seconds = len(tracks) * args.minutes * 60
     cpu = embedder(checkpoint, DEVICE="cpu", PANNS_PRECISION="float32")
     reference = [cpu.embed(blocks(t)).vector for t in tracks[:2]]  # two tracks: the CPU is slow
