@@ -11,13 +11,15 @@ from typing import Optional
 
 import numpy as np
 
-from audiofind import audio
+from audiofind import audio, versions
 from audiofind.config import data_dir
 from audiofind.index.base import EmbedderMismatch, Filters, Hit, Track
 from audiofind.storage.base import StorageError
 
 # How many more candidates to fetch than asked when results are thinned (diversity, versions).
 OVERFETCH = 5
+# Catalog tracks examined for being a version of a new track (the best by segment search).
+VERSION_CANDIDATES = 10
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Catalog:
         self._check_embedder()
         embedding, analysis = self._embed(path)
         embedder = self.embedder
-        version_of = self._find_version(embedding.window_vectors)
+        version_of = self._find_version(embedding.windows, embedding.window_vectors)
 
         track_id = uuid.uuid4().hex[:16]
         metadata = dict(metadata or {})
@@ -164,19 +166,17 @@ class Catalog:
             envelope=analysis.envelope,
         )
 
-    def _find_version(self, window_vectors) -> Optional[Track]:
-        """A catalog track this audio is a version of: every window of one matches a window of the other."""
-        threshold = self.config.get("VERSION_THRESHOLD") or self.embedder.version_threshold
-        if self.index.count() == 0:
+    def _find_version(self, windows, window_vectors) -> Optional[Track]:
+        """A catalog track this audio is a version of: a time-aligned match (see audiofind/versions.py),
+        looked for among the VERSION_CANDIDATES tracks that segment search ranks first."""
+        if self.index.count() == 0 or len(window_vectors) == 0:
             return None
-        for hit in self.index.search_segments(window_vectors, 3, Filters()):
-            if hit.score < threshold:
-                continue
-            _, theirs = self.index.segments(hit.track_id)
-            sims = window_vectors @ theirs.T
-            # This track inside theirs (a cut-down) or theirs inside this one (the full mix, added later).
-            if max(sims.max(axis=1).mean(), sims.max(axis=0).mean()) >= threshold:
-                return self.index.get(hit.track_id)
+        hits = self.index.search_segments(window_vectors, VERSION_CANDIDATES, Filters())
+        candidates = [(hit.track_id, *self.index.segments(hit.track_id)) for hit in hits]
+        fallback = versions.median_self_similarity([theirs for _, _, theirs in candidates])
+        for track_id, their_windows, theirs in candidates:
+            if versions.is_version(windows, window_vectors, their_windows, theirs, fallback):
+                return self.index.get(track_id)
         return None
 
     def remove(self, track_id: str) -> bool:

@@ -25,8 +25,6 @@ DEFAULTS = {
     "MAX_UPLOAD_BYTES": 200 * 1024 * 1024,
     "MAX_DURATION": 2 * 60 * 60.0,
     "MIN_DURATION": 0.5,
-    # Version grouping: a new track whose windows all match one catalog track this closely is a version of it.
-    "VERSION_THRESHOLD": None,
     # Queue and services.
     "REDIS_URL": "",
     "MONGODB_URI": "",
