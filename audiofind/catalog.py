@@ -18,6 +18,9 @@ from audiofind.storage.base import StorageError
 
 # How many more candidates to fetch than asked when results are thinned (diversity, versions).
 OVERFETCH = 5
+# Search modes (see search_embedding); the page, the API and the command line default to DEFAULT_MODE.
+SEARCH_MODES = ("auto", "track", "segment")
+DEFAULT_MODE = "auto"
 # Catalog tracks examined for being a version of a new track (the best by segment search).
 VERSION_CANDIDATES = 10
 
@@ -238,20 +241,27 @@ class Catalog:
         *,
         limit=10,
         filters=None,
-        mode="track",
+        mode=DEFAULT_MODE,
         per_album=None,
         per_artist=None,
         collapse_versions=True,
     ) -> list:
+        """The catalog tracks most like the reference, best first.
+
+        ``mode``: "track" ranks by the whole-track vectors (how the reference sounds overall), "segment" by
+        the best-matching windows (which track contains this, and where), "auto" picks per query: segment
+        when the reference is a time-aligned match of the best segment hit (an excerpt or a version of a
+        catalog track, by the test in versions.py), else track."""
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {mode!r}: use {', '.join(SEARCH_MODES)}")
         filters = filters or Filters()
         thinned = bool(per_album or per_artist or collapse_versions)
         fetch = limit * OVERFETCH if thinned else limit
-        if mode == "segment":
-            hits = self.index.search_segments(window_vectors, fetch, filters)
-        elif mode == "track":
+        hits = self.index.search_segments(window_vectors, fetch, filters) if mode != "track" else []
+        if mode == "auto" and not (hits and self._aligned(hits[0], windows, window_vectors)):
+            mode = "track"
+        if mode == "track":
             hits = self.index.search(vector, fetch, filters)
-        else:
-            raise ValueError(f"unknown search mode {mode!r}: use 'track' or 'segment'")
         tracks = self.index.get_many([hit.track_id for hit in hits], envelope=False)  # to thin the list
         hits = [hit for hit in hits if hit.track_id in tracks]
         versions = _count_by(tracks.values(), "group_id")
@@ -270,6 +280,11 @@ class Catalog:
             result["versions"] = versions.get(result["group_id"], 1) if collapse_versions else 1
             results.append(result)
         return self._enrich(results)
+
+    def _aligned(self, hit: Hit, windows, window_vectors) -> bool:
+        """Whether the reference matches this hit's track in time order at one offset (an excerpt of it)."""
+        their_windows, theirs = self.index.segments(hit.track_id)
+        return versions.is_version(windows, window_vectors, their_windows, theirs)
 
     def _locate(self, hit: Hit, window_vectors, windows) -> Hit:
         """Where in the result track the query matches.

@@ -9,12 +9,12 @@ from flask import current_app, request, session
 
 from audiofind.app import services
 from audiofind.audio import megabytes
+from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES as MODES
 from audiofind.jobs.queue import redis_connection
 from audiofind.storage.base import StorageError, base_type
 
 AUDIO_EXTENSIONS = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
 FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min_bpm", "max_bpm")
-MODES = ("track", "segment")
 MAX_LIMIT = 100
 UPLOAD_MARK = "audiofind:upload:"
 
@@ -97,7 +97,7 @@ def parse_search_options(source, nested_filters=False):
     """Search options from a form/query (flat filter fields) or a JSON body (``filters`` object)."""
     options = {
         "limit": number(source, "limit", int, 1, MAX_LIMIT) or 10,
-        "mode": source.get("mode") or "track",
+        "mode": source.get("mode") or DEFAULT_MODE,
         "per_album": number(source, "per_album", int, 1, MAX_LIMIT),
         "per_artist": number(source, "per_artist", int, 1, MAX_LIMIT),
         "collapse_versions": flag(source, "collapse_versions", True),
