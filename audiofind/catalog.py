@@ -80,7 +80,7 @@ class Catalog:
         self._check_embedder()
         embedding, analysis = self._embed(path)
         embedder = self.embedder
-        version_of = self._find_version(embedding.windows, embedding.window_vectors)
+        version_of = self.find_version(embedding.windows, embedding.window_vectors)
 
         track_id = uuid.uuid4().hex[:16]
         metadata = dict(metadata or {})
@@ -169,7 +169,7 @@ class Catalog:
             envelope=analysis.envelope,
         )
 
-    def _find_version(self, windows, window_vectors) -> Optional[Track]:
+    def find_version(self, windows, window_vectors) -> Optional[Track]:
         """A catalog track this audio is a version of: a time-aligned match (see audiofind/versions.py),
         looked for among the VERSION_CANDIDATES tracks that segment search ranks first."""
         if self.index.count() == 0 or len(window_vectors) == 0:
