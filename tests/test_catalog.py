@@ -195,3 +195,16 @@ def test_vectors_from_another_embedder_are_refused_until_reindex(app_config, tra
     assert {t["embedder"] for t in other.list()} == {"dsp-retuned:" + RetunedDsp.version}
     assert other.search_file(tracks[0], limit=1)[0]["track_id"] == ids[0]
     assert other.ingest(tracks[2]).status == "added"
+
+
+def test_default_mode_ranks_an_excerpt_by_segments_and_a_whole_track_by_its_vector(catalog, tracks, audio_dir):
+    for path in tracks:
+        catalog.ingest(path)
+    excerpt = audiogen.write(audio_dir / "excerpt.wav", audiogen.music(30, SR, seed=1, bpm=100)[5 * SR : 25 * SR], SR)
+    medley = np.concatenate([audiogen.music(35, SR, seed=s, bpm=95) for s in (5, 6)])
+    whole = audiogen.write(audio_dir / "whole.wav", medley, SR)  # 70 s, longer than AUTO_SEGMENT_SECONDS
+    for reference, expected in ((excerpt, "segment"), (whole, "track")):
+        default = catalog.search_file(reference, limit=4)
+        fixed = catalog.search_file(reference, limit=4, mode=expected)
+        assert [(r["track_id"], r["score"]) for r in default] == [(r["track_id"], r["score"]) for r in fixed]
+    assert catalog.search_file(excerpt, limit=1)[0]["file"] == "piece1.wav"
