@@ -1,7 +1,7 @@
 """Is one track a version of another (a re-encode, a cut-down, a loudness/EQ change, an alternate mix)?
 
 A version is a *time-aligned* match: the shorter track's windows, in order, match the longer one's at one
-time offset. Two steps, on the window vectors the catalog already stores, with no number tuned to an embedder:
+time offset. Three steps, on the window vectors the catalog already stores, with no number tuned to an embedder:
 
 1. **Alignment.** The offsets tried are those where each of the shorter track's windows finds its best match
    in the longer one; at each, every window of the shorter track is paired with the longer one's window at
@@ -14,7 +14,6 @@ time offset. Two steps, on the window vectors the catalog already stores, with n
    This reference is measured per track, so it follows the embedder's geometry (a trained network puts all
    music close together and its windows close to their neighbours alike) and the music (a static drone
    needs a closer match than a busy cue).
-
 3. **Or the same shape, moved.** An EQ or loudness change moves every window of a trained network's
    embedding by about the same vector, which step 2 sees as distance (a 5 kHz low-pass fails it on the aisfx
    CNN). With each aligned sequence's mean taken out, what is left is how the music moves over time, which a
@@ -24,6 +23,12 @@ time offset. Two steps, on the window vectors the catalog already stores, with n
 
 A track shorter than two windows has no self-similarity of its own: the reference is then the median
 self-similarity of the catalog tracks examined with it; with none that have two windows, nothing is grouped.
+So the method needs no catalog to calibrate against: with an empty catalog there is nothing to group with,
+and from the first track on each pair brings its own reference.
+
+The two shares (half the windows agreeing, six windows for a shape) are counts, not similarities: on three
+Debian soundtracks (79 tracks) they gave no false pair with dsp or the aisfx CNN (BENCHMARKS.md, Quality),
+while a shape from 4 windows grouped a 14 s track with dozens of others.
 """
 
 from dataclasses import dataclass
