@@ -290,15 +290,14 @@ class Catalog:
     def _locate(self, hit: Hit, window_vectors, windows) -> Hit:
         """Where in the result track the query matches.
 
-        When the query is no longer than the track and at least half of its windows find their best match at
-        the offset where its windows, in order, match best (versions.align), the query is (a version of) an
-        excerpt of the track: the match is the query's span at that offset. Otherwise it is the track's
-        window most like any part of the query."""
+        When the query has more than one window and is no longer than the track, the match is the query's span
+        at the offset where its windows, in order, match the track's best (versions.align). Otherwise it is
+        the track's window most like any part of the query."""
         their_windows, theirs = self.index.segments(hit.track_id)
         if len(theirs) == 0 or len(window_vectors) == 0:
             return hit
-        alignment = versions.align(windows, window_vectors, their_windows, theirs)
-        if 1 < len(windows) <= len(their_windows) and alignment.agreement >= versions.MIN_AGREEMENT:
+        if 1 < len(windows) <= len(their_windows):
+            alignment = versions.align(windows, window_vectors, their_windows, theirs)
             start = max(0.0, alignment.offset + float(windows[0, 0]))
             end = min(float(their_windows[-1, 1]), alignment.offset + float(windows[-1, 1]))
         else:
