@@ -8,6 +8,8 @@ $(BIN)/.installed: pyproject.toml
 	# torch first and pinned: a looser requirement pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# a trained CNN (25 MB checkpoint, MIT) for the quality tests; --no-deps: it pins old numpy/librosa
+	$(BIN)/pip install -q --no-deps aisfx
 	touch $@
 
 .PHONY: install run test

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from audiofind.audio import AudioError
+from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES
 from audiofind.embedders.base import EmbedderUnavailable
 from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable
 from audiofind.routes import clock
@@ -132,8 +133,9 @@ def search_options(command):
     options = [
         click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1, 1000)),
         click.option("--json", "as_json", is_flag=True, help="Print the results as JSON."),
-        click.option("--mode", type=click.Choice(["track", "segment"]), default="track", show_default=True,
-                     help="Rank by whole-track sound, or by the best-matching segments."),
+        click.option("--mode", type=click.Choice(SEARCH_MODES), default=DEFAULT_MODE, show_default=True,
+                     help="Rank by whole-track sound, by the best-matching segments, or auto: segments when the "
+                     "reference is an excerpt of a catalog track, else whole tracks."),
         click.option("--album", default="", help="Only tracks of this album."),
         click.option("--artist", default="", help="Only tracks of this artist."),
         click.option("--tag", "tags", multiple=True, help="Only tracks with this tag (repeatable: all must match)."),

@@ -34,8 +34,6 @@ DEFAULTS = {
     "RATE_LIMIT_LOGIN": "10 per minute; 50 per hour",
     # How long an admin login lasts (logging out ends it at once, also for a copy of the cookie).
     "ADMIN_SESSION_SECONDS": 8 * 3600,
-    # Version grouping: a new track whose windows all match one catalog track this closely is a version of it.
-    "VERSION_THRESHOLD": None,
     # Queue and services.
     "REDIS_URL": "",
     "MONGODB_URI": "",

@@ -23,23 +23,41 @@ def _run(command, **kwargs):
     return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
 
 
-def wesnoth_tracks() -> list:
-    """The OGG Vorbis tracks of Debian's wesnoth-1.16-music, downloaded with apt-get and unpacked with dpkg -x."""
-    folder = DATA / WESNOTH_PACKAGE
-    music = folder / "usr" / "share" / "games" / "wesnoth" / "1.16" / "data" / "core" / "music"
-    if not music.is_dir():
+def debian_music(package: str, folder_name: str = "music") -> list:
+    """The OGG Vorbis music files of a Debian package (under a folder named ``folder_name``, any case),
+    downloaded with apt-get and unpacked with dpkg -x into bench/data/<package> once."""
+    folder = DATA / package
+    if not folder.is_dir():
         if not shutil.which("apt-get") or not shutil.which("dpkg"):
-            raise SystemExit(f"need apt-get and dpkg to fetch {WESNOTH_PACKAGE} (or unpack it into {folder})")
+            raise SystemExit(f"need apt-get and dpkg to fetch {package} (or unpack it into {folder})")
         DATA.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=DATA) as tmp:
-            print(f"fetching {WESNOTH_PACKAGE} with apt-get download ...", file=sys.stderr)
-            _run(["apt-get", "download", WESNOTH_PACKAGE], cwd=tmp)
+            print(f"fetching {package} with apt-get download ...", file=sys.stderr)
+            _run(["apt-get", "download", package], cwd=tmp)
             deb = next(Path(tmp).glob("*.deb"))
-            _run(["dpkg", "-x", str(deb), str(folder)])
-    tracks = sorted(p for p in folder.rglob("*.ogg") if p.is_file())
+            _run(["dpkg", "-x", str(deb), str(Path(tmp) / "unpacked")])
+            (Path(tmp) / "unpacked").rename(folder)
+    tracks = sorted(
+        p for p in folder.rglob("*.ogg") if p.is_file() and folder_name in (part.lower() for part in p.parts)
+    )
     if not tracks:
         raise SystemExit(f"no .ogg files under {folder}: delete it and run again")
     return tracks
+
+
+def wesnoth_tracks() -> list:
+    """The 41 OGG Vorbis tracks of Debian's wesnoth-1.16-music."""
+    return debian_music(WESNOTH_PACKAGE)
+
+
+# Game soundtracks in Debian, one album each: Wesnoth (orchestral, 41 tracks), Flare (orchestral fantasy, 12),
+# Hedgewars (light themes of many styles, 26).
+SOUNDTRACKS = {"Wesnoth": WESNOTH_PACKAGE, "Flare": "flare-game", "Hedgewars": "hedgewars-data"}
+
+
+def soundtracks() -> dict:
+    """{album: [track paths]} for the packages in SOUNDTRACKS."""
+    return {album: debian_music(package) for album, package in SOUNDTRACKS.items()}
 
 
 def wesnoth_mp3s(bitrate: str = "192k") -> list:

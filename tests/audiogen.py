@@ -17,16 +17,18 @@ _SOUNDFILE_FORMATS = {
 }
 
 
-def music(seconds: float, sample_rate: int = 32000, seed: int = 0, bpm: float = 120) -> np.ndarray:
+def music(seconds: float, sample_rate: int = 32000, seed: int = 0, bpm: float = 120, style: int = None) -> np.ndarray:
     """A mono float32 signal that behaves like music: a seeded melody of harmonic notes over a chord,
-    and a drum pattern (kick on every beat, a noise snare on beats 2 and 4) at ``bpm``. Distinct per seed."""
+    and a drum pattern (kick on every beat, a noise snare on beats 2 and 4) at ``bpm``. Distinct per seed.
+    ``style``: pieces of one style share their timbre (an album of one band); by default each seed has its own."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sample_rate))
     out = np.zeros(n, dtype=np.float64)
     beat = 60.0 / bpm
 
-    # Timbre differs per seed: the harmonics' strengths and the note length.
-    harmonics = rng.uniform(0.1, 1.0, 6) / np.arange(1, 7)
+    # Timbre differs per seed (or per style): the harmonics' strengths.
+    timbre = rng if style is None else np.random.default_rng([style, 7919])
+    harmonics = timbre.uniform(0.1, 1.0, 6) / np.arange(1, 7)
     scale = np.array([0, 2, 4, 5, 7, 9, 11])
     root = 45 + int(rng.integers(0, 12))  # MIDI note of the key
     note_beats = float(rng.choice([0.5, 1.0]))

@@ -247,3 +247,16 @@ def test_reindex_keeps_what_it_cannot_re_embed_for_the_next_run(app_config, trac
     assert other.reindex() == []
     assert other.count() == 3 and other.get(ids[1])["title"] == "T1"
     assert {t["embedder"] for t in other.list()} == {"dsp-retuned:" + RetunedDsp.version}
+
+
+def test_default_mode_ranks_an_excerpt_by_segments_and_a_whole_track_by_its_vector(catalog, tracks, audio_dir):
+    for path in tracks:
+        catalog.ingest(path)
+    excerpt = audiogen.write(audio_dir / "excerpt.wav", audiogen.music(30, SR, seed=1, bpm=100)[5 * SR : 25 * SR], SR)
+    medley = np.concatenate([audiogen.music(35, SR, seed=s, bpm=95) for s in (5, 6)])
+    whole = audiogen.write(audio_dir / "whole.wav", medley, SR)  # 70 s, longer than AUTO_SEGMENT_SECONDS
+    for reference, expected in ((excerpt, "segment"), (whole, "track")):
+        default = catalog.search_file(reference, limit=4)
+        fixed = catalog.search_file(reference, limit=4, mode=expected)
+        assert [(r["track_id"], r["score"]) for r in default] == [(r["track_id"], r["score"]) for r in fixed]
+    assert catalog.search_file(excerpt, limit=1)[0]["file"] == "piece1.wav"

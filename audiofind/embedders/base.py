@@ -56,8 +56,6 @@ class Embedder:
     window_dim: int = 0
     window_seconds: float = 10.0
     hop_seconds: float = 5.0
-    # Mean best-window similarity above which a new track is taken for a version of a catalog track.
-    version_threshold: float = 0.95
 
     def __init__(self, config):
         self.config = config

@@ -97,9 +97,6 @@ class DspEmbedder(Embedder):
     window_dim = sum(size for _, size in GROUPS)
     window_seconds = 10.0
     hop_seconds = 5.0
-    # Mean best-window similarity for "a version of the same recording": a re-encoded copy scores above 0.97,
-    # different pieces of one orchestral soundtrack stay below 0.87.
-    version_threshold = 0.93
 
     def embed(self, blocks: Iterable[np.ndarray]) -> Embedding:
         frames_per_second = SAMPLE_RATE / HOP

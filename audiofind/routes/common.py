@@ -11,11 +11,11 @@ from flask import current_app, request, session
 from audiofind import uploads
 from audiofind.app import services
 from audiofind.audio import megabytes
+from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES as MODES
 from audiofind.jobs.queue import redis_connection
 from audiofind.storage.base import AUDIO_TYPES, StorageError, base_type
 
 FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min_bpm", "max_bpm")
-MODES = ("track", "segment")
 MAX_LIMIT = 100
 MAX_FILENAME = 255
 MAX_OFFSET = 10**9
@@ -101,7 +101,7 @@ def parse_search_options(source, nested_filters=False):
     """Search options from a form/query (flat filter fields) or a JSON body (``filters`` object)."""
     options = {
         "limit": number(source, "limit", int, 1, MAX_LIMIT) or 10,
-        "mode": source.get("mode") or "track",
+        "mode": source.get("mode") or DEFAULT_MODE,
         "per_album": number(source, "per_album", int, 1, MAX_LIMIT),
         "per_artist": number(source, "per_artist", int, 1, MAX_LIMIT),
         "collapse_versions": flag(source, "collapse_versions", True),

@@ -1,5 +1,7 @@
 """The OpenAPI 3.1 description of /api/v1, written by hand next to the routes it describes."""
 
+from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES
+
 
 def _ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
@@ -23,7 +25,8 @@ ADMIN = [{"bearer": []}]
 
 FILTER_QUERY = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}, "How many results."),
-    _query("mode", {"type": "string", "enum": ["track", "segment"]}, "Compare whole tracks or best segments."),
+    _query("mode", {"type": "string", "enum": list(SEARCH_MODES), "default": DEFAULT_MODE},
+           "auto (segments for an excerpt of a catalog track, else whole tracks), whole tracks or best segments."),
     _query("album", {"type": "string"}, "Only this album."),
     _query("artist", {"type": "string"}, "Only this artist."),
     _query("tags", {"type": "string"}, "Comma-separated; every tag must be present."),
@@ -155,7 +158,7 @@ def openapi_document(server_url):
                             "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                             "start": {"type": "number", "description": "Use the file from here (seconds)."},
                             "end": {"type": "number"},
-                            "mode": {"type": "string", "enum": ["track", "segment"], "default": "track"},
+                            "mode": {"type": "string", "enum": list(SEARCH_MODES), "default": DEFAULT_MODE},
                             "per_album": {"type": "integer"},
                             "per_artist": {"type": "integer"},
                             "collapse_versions": {"type": "boolean", "default": True},
