@@ -214,8 +214,8 @@ class Catalog:
     def list(self, offset: int = 0, limit: int = 50, query: str = "") -> list:
         return self._enrich([_result(t, None) for t in self.index.list(offset, limit, query)])
 
-    def count(self) -> int:
-        return self.index.count()
+    def count(self, query: str = "") -> int:
+        return self.index.count(query)
 
     # -- search
 

@@ -37,7 +37,8 @@ class Context:
         return get_catalog(self.app)
 
 
-@click.group()
+@click.group(name="audiofind", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="audiofind", prog_name="audiofind")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -131,7 +132,8 @@ def ingest(obj, paths):
 
 def search_options(command):
     options = [
-        click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1, 1000)),
+        click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1, 1000),
+                     help="How many results."),
         click.option("--json", "as_json", is_flag=True, help="Print the results as JSON."),
         click.option("--mode", type=click.Choice(SEARCH_MODES), default=DEFAULT_MODE, show_default=True,
                      help="Rank by whole-track sound, by the best-matching segments, or auto: segments when the "
@@ -139,8 +141,10 @@ def search_options(command):
         click.option("--album", default="", help="Only tracks of this album."),
         click.option("--artist", default="", help="Only tracks of this artist."),
         click.option("--tag", "tags", multiple=True, help="Only tracks with this tag (repeatable: all must match)."),
-        click.option("--min-duration", type=float), click.option("--max-duration", type=float),
-        click.option("--min-bpm", type=float), click.option("--max-bpm", type=float),
+        click.option("--min-duration", type=float, help="Only tracks at least this long (seconds)."),
+        click.option("--max-duration", type=float, help="Only tracks at most this long (seconds)."),
+        click.option("--min-bpm", type=float, help="Only tracks at least this fast (beats per minute)."),
+        click.option("--max-bpm", type=float, help="Only tracks at most this fast (beats per minute)."),
         click.option("--per-album", type=click.IntRange(1), help="At most N results from one album."),
         click.option("--per-artist", type=click.IntRange(1), help="At most N results from one artist."),
         click.option("--all-versions", is_flag=True, help="Show every version of a recording, not just the best."),
@@ -222,9 +226,9 @@ def similar(obj, track_id, as_json, **opts):
 
 @cli.command()
 @click.option("--query", "-q", default="", help="Only tracks whose file, title, artist or album contains this.")
-@click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1))
-@click.option("--offset", default=0, type=click.IntRange(0))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1), help="How many tracks.")
+@click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many of the newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
 @click.pass_obj
 def tracks(obj, query, limit, offset, as_json):
     """List the catalog's tracks, newest first."""
@@ -237,7 +241,7 @@ def tracks(obj, query, limit, offset, as_json):
     for row in rows:
         bpm = f"{row['bpm']:.0f} bpm" if row["bpm"] else "-"
         click.echo(f"{row['track_id']}  {clock(row['duration']):>6}  {bpm:>8}  {row['title'] or row['file']}")
-    click.echo(f"{len(rows)} of {catalog.count()} tracks", err=True)
+    click.echo(f"{len(rows)} of {catalog.count(query)} tracks", err=True)
 
 
 @cli.command()
@@ -286,8 +290,9 @@ def reindex(obj):
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (anything but loopback needs AUDIOFIND_ADMIN_TOKEN for admin).")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="RQ worker processes.")
 @click.pass_obj
 def serve(obj, host, port, workers):
@@ -310,7 +315,8 @@ def worker(obj, queues, burst):
 
 @cli.command()
 @click.option("--no-wait", is_flag=True, help="Do not wait until the indexes are queryable.")
-@click.option("--timeout", default=600, show_default=True, type=int)
+@click.option("--timeout", default=600, show_default=True, type=int,
+              help="Seconds to wait for the Atlas indexes to become queryable.")
 @click.pass_obj
 def migrate(obj, no_wait, timeout):
     """Create or update the production index definitions (MongoDB Atlas) and, on S3, the lifecycle rule that
@@ -334,8 +340,10 @@ def migrate(obj, no_wait, timeout):
 
 
 @cli.command("move-up")
-@click.option("--mongodb-uri", envvar="AUDIOFIND_MONGODB_URI", required=True)
-@click.option("--s3-bucket", envvar="AUDIOFIND_S3_BUCKET", required=True)
+@click.option("--mongodb-uri", envvar="AUDIOFIND_MONGODB_URI", required=True,
+              help="The Atlas connection string to move to (AUDIOFIND_MONGODB_URI).")
+@click.option("--s3-bucket", envvar="AUDIOFIND_S3_BUCKET", required=True,
+              help="The S3 bucket to move the audio to (AUDIOFIND_S3_BUCKET).")
 @click.pass_obj
 def move_up(obj, mongodb_uri, s3_bucket):
     """Move the embedded catalog (local index + files) into Atlas + S3 without re-embedding. Resumable."""

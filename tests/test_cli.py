@@ -80,3 +80,25 @@ def test_import_metadata_command(runner, audio_dir, tmp_path):
     assert "updated 1 tracks; 1 rows matched no track" in result.stdout
     titles = [t["title"] for t in json.loads(runner.invoke(["tracks", "--json", "-q", "suite"]).stdout)]
     assert titles == ["Opening"]
+
+
+def test_version_help_and_usage_errors(runner):
+    from importlib.metadata import version
+
+    shown = runner.invoke(["--version"])
+    assert shown.exit_code == 0 and version("audiofind") in shown.stdout
+    assert runner.invoke(["-h"]).exit_code == 0 and "Usage: audiofind" in runner.invoke(["-h"]).stdout
+    for args in (["search", "-h"], ["tracks", "--help"]):
+        helped = runner.invoke(args)
+        assert helped.exit_code == 0 and "--limit" in helped.stdout and "How many" in helped.stdout
+    wrong = runner.invoke(["tracks", "--limit", "0"])
+    assert wrong.exit_code == 2 and "--limit" in wrong.stderr  # the README's documented code for a wrong command line
+
+
+def test_track_list_counts_what_the_query_matches(runner, audio_dir):
+    make_library(audio_dir)
+    runner.invoke(["ingest", str(audio_dir)])
+    everything = runner.invoke(["tracks"])
+    some = runner.invoke(["tracks", "-q", "song1"])
+    assert everything.stderr.strip() == "3 of 3 tracks"
+    assert some.stderr.strip() == "1 of 1 tracks"  # the total of what matched, not of the catalog

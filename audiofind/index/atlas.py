@@ -72,6 +72,14 @@ def describe_error(exc, config) -> IndexUnavailable:
     return IndexUnavailable(f"MongoDB error at {host}: {str(exc)[:300]}")
 
 
+def _text_match(query) -> dict:
+    """The tracks whose file, title, artist or album contain ``query``, any case (all for an empty query)."""
+    if not query:
+        return {}
+    pattern = {"$regex": re.escape(query), "$options": "i"}
+    return {"$or": [{field: pattern} for field in ("file", "title", "artist", "album")]}
+
+
 def _is_duplicate_hash(exc) -> bool:
     from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -341,23 +349,19 @@ class AtlasIndex(Index):
         return [self._track(doc) for doc in docs]
 
     def list(self, offset=0, limit=50, query=""):
-        where = {}
-        if query:
-            pattern = {"$regex": re.escape(query), "$options": "i"}
-            where = {"$or": [{field: pattern} for field in ("file", "title", "artist", "album")]}
         with self._guard():
             cursor = (
                 self.db["tracks"]
-                .find(where, self._NO_VECTOR)
+                .find(_text_match(query), self._NO_VECTOR)
                 .sort([("created_at", -1), ("_id", -1)])
                 .skip(int(offset))
                 .limit(int(limit))
             )
             return [self._track(doc) for doc in cursor]
 
-    def count(self):
+    def count(self, query=""):
         with self._guard():
-            return self.db["tracks"].count_documents({})
+            return self.db["tracks"].count_documents(_text_match(query))
 
     def update(self, track_id, fields):
         unknown = set(fields) - UPDATABLE

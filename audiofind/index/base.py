@@ -124,7 +124,8 @@ class Index:
         """Tracks, newest first; ``query`` matches file, title, artist or album (case-insensitive substring)."""
         raise NotImplementedError
 
-    def count(self) -> int:
+    def count(self, query: str = "") -> int:
+        """How many tracks ``list`` would page through for ``query`` (all of them for an empty one)."""
         raise NotImplementedError
 
     def update(self, track_id: str, fields: dict) -> None:

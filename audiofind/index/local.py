@@ -208,6 +208,14 @@ class _Snapshot:
         return mask if narrowed else None
 
 
+def _text_match(query: str) -> tuple:
+    """(WHERE clause, arguments) of tracks whose file, title, artist or album contain ``query``, any case."""
+    if not query:
+        return "", []
+    columns = ("file", "title", "artist", "album")
+    return " WHERE " + " OR ".join(f"af_contains({c}, ?)" for c in columns), [query.casefold()] * len(columns)
+
+
 def _span_rows(starts: np.ndarray, counts: np.ndarray) -> tuple:
     """Every row of the spans (start, count), in order, and where each span begins in that list."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -473,16 +481,13 @@ class LocalIndex(Index):
         return [self._row_to_track(r) for r in self._db().execute(_SELECT + " WHERE file = ? ORDER BY seq DESC", (file,))]
 
     def list(self, offset: int = 0, limit: int = 50, query: str = "") -> list:
-        sql, args = _SELECT, []
-        if query:
-            needle = query.casefold()
-            sql += " WHERE " + " OR ".join(f"af_contains({c}, ?)" for c in ("file", "title", "artist", "album"))
-            args = [needle] * 4
-        sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
+        where, args = _text_match(query)
+        sql = _SELECT + where + " ORDER BY seq DESC LIMIT ? OFFSET ?"
         return [self._row_to_track(r) for r in self._db().execute(sql, args + [int(limit), int(offset)])]
 
-    def count(self) -> int:
-        return self._db().execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+    def count(self, query: str = "") -> int:
+        where, args = _text_match(query)
+        return self._db().execute("SELECT COUNT(*) FROM tracks" + where, args).fetchone()[0]
 
     def update(self, track_id: str, fields: dict) -> None:
         unknown = set(fields) - _UPDATABLE

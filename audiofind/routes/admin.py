@@ -88,7 +88,7 @@ def _tracks_context():
     query = request.args.get("q", "").strip()
     offset = number(request.args, "offset", int, 0, MAX_OFFSET) or 0
     catalog = get_catalog()
-    return {"tracks": catalog.list(offset, PAGE, query), "total": catalog.count(), "q": query,
+    return {"tracks": catalog.list(offset, PAGE, query), "total": catalog.count(query), "q": query,
             "offset": offset, "page": PAGE}
 
 

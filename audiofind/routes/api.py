@@ -114,7 +114,7 @@ def list_tracks():
     query = request.args.get("q", "")
     catalog = get_catalog()
     tracks = [public_result(t) for t in catalog.list(offset, limit, query)]
-    return jsonify(tracks=tracks, offset=offset, limit=limit, total=catalog.count())
+    return jsonify(tracks=tracks, offset=offset, limit=limit, total=catalog.count(query))
 
 
 @bp.get("/tracks/<track_id>")
