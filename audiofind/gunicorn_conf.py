@@ -2,10 +2,12 @@
 production runs `gunicorn -c python:audiofind.gunicorn_conf audiofind.wsgi:app`.
 
 Set from the environment: PORT (8000) and HOST (0.0.0.0) for the address, WEB_CONCURRENCY for the number
-of processes, AUDIOFIND_LOG_LEVEL for gunicorn's error log; the access log is on (stdout)."""
+of processes, AUDIOFIND_LOG_LEVEL for gunicorn's error log; AUDIOFIND_LOG_FORMAT for the format (audiofind/logs.py); the access log is on."""
 
 import gc
 import os
+
+from audiofind import logs
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or min(4, max(2, os.cpu_count() or 1)))
@@ -17,7 +19,8 @@ timeout = 60
 graceful_timeout = 10
 proc_name = "audiofind-web"
 accesslog = "-"
-loglevel = os.environ.get("AUDIOFIND_LOG_LEVEL", "info").lower()
+loglevel = logs.level().lower()
+logconfig_dict = logs.config_dict()
 
 
 def post_worker_init(worker):
@@ -31,5 +34,5 @@ def post_worker_init(worker):
 def settings():
     """This module's gunicorn settings by name, for `audiofind serve`."""
     names = ("bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "proc_name",
-             "accesslog", "loglevel", "post_worker_init")
+             "accesslog", "loglevel", "logconfig_dict", "post_worker_init")
     return {name: globals()[name] for name in names}

@@ -6,7 +6,7 @@ WORKER = ["audiofind", "worker"]
 COMMANDS = {"web": WEB, "worker": WORKER}
 
 # What every web and worker process is given (values are the deployment's own): the queue, the storage, the
-# admin token, the signing key and the instance folder that holds the local index.
+# admin token, the signing key, the instance folder that holds the local index, and JSON logs.
 ENVIRONMENT = (
     "AUDIOFIND_REDIS_URL",
     "AUDIOFIND_STORAGE",
@@ -16,4 +16,5 @@ ENVIRONMENT = (
     "AUDIOFIND_ADMIN_TOKEN",
     "AUDIOFIND_SECRET_KEY",
     "AUDIOFIND_DATA_DIR",
+    "AUDIOFIND_LOG_FORMAT",
 )

@@ -2,6 +2,7 @@
 config, two `audiofind worker` processes, a Redis server with a password, S3 (moto's server) and a local index
 in a folder shared by web and workers, all configured by environment variables only."""
 
+import json
 import os
 import shutil
 import signal
@@ -95,6 +96,7 @@ class Production(Served):
             "AUDIOFIND_ADMIN_TOKEN": TOKEN,
             "AUDIOFIND_SECRET_KEY": "topology",
             "AUDIOFIND_DATA_DIR": str(folder / "instance"),
+            "AUDIOFIND_LOG_FORMAT": "json",
         }
         assert sorted(values) == sorted(production.ENVIRONMENT)
         self.env = {
@@ -182,7 +184,12 @@ def test_uploads_searches_and_ingests_survive_worker_stops(deployment, tmp_path)
     assert d.call("GET", "/").status_code == 200 and d.call("GET", "/static/app.css").status_code == 200
     tracks = [audiogen.write(tmp_path / f"t{i}.wav", audiogen.music(30, SR, seed=500 + i), SR) for i in range(3)]
     long = [audiogen.write(tmp_path / f"long{i}.flac", audiogen.music(240, SR, seed=600 + i), SR) for i in range(2)]
-    outcomes = [d.finish(d.start("tracks", d.upload(path))) for path in tracks]
+    # a request id sent by the client (or made by the web app) is on the web's and the worker's log lines
+    started = d.call("POST", "/api/v1/tracks", admin=True, json={"key": d.upload(tracks[0])},
+                     headers={"X-Request-ID": "topology-ingest-0"})
+    assert started.status_code == 202 and started.headers["X-Request-ID"] == "topology-ingest-0"
+    outcomes = [d.finish(started.json()["status_url"])]
+    outcomes += [d.finish(d.start("tracks", d.upload(path))) for path in tracks[1:]]
     assert [o["result"]["status"] for o in outcomes] == ["added"] * 3, outcomes
     # uploads went to S3, not through the web server
     found = d.finish(d.start("searches", d.upload(tracks[1], filename="reference.wav")))
@@ -205,5 +212,7 @@ def test_uploads_searches_and_ingests_survive_worker_stops(deployment, tmp_path)
     files = [t["file"] for t in listed["tracks"]]
     assert sorted(files) == sorted(p.name for p in tracks + long)  # none lost, none twice
     assert d.call("GET", "/readyz").status_code == 200
-    access = [line for line in d.lines if line.startswith("web: ") and '"GET /readyz' in line]
-    assert access, "gunicorn writes an access log"
+    logged = [(line.split(": ", 1)[0], json.loads(line.split(": ", 1)[1])) for line in d.lines]  # JSON, each
+    assert any(who == "web" and '"GET /readyz' in entry["message"] for who, entry in logged), "an access log"
+    tagged = {who[:3] for who, entry in logged if entry.get("request_id") == "topology-ingest-0"}
+    assert tagged == {"web", "wor"}, logged[-20:]
