@@ -10,6 +10,7 @@ import logging
 import logging.config
 import os
 import re
+import sys
 import uuid
 
 request_id = contextvars.ContextVar("audiofind_request_id", default=None)
@@ -32,6 +33,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a line is written (a test runner or a daemon may replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         line = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
@@ -51,8 +64,7 @@ def config_dict() -> dict:
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": RequestIdFilter}},
         "formatters": {"text": {"format": TEXT_FORMAT}, "json": {"()": JsonFormatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                                "formatter": formatter, "filters": ["request_id"]}},
+        "handlers": {"stderr": {"()": StderrHandler, "formatter": formatter, "filters": ["request_id"]}},
         "root": {"level": level(), "handlers": ["stderr"]},
         # gunicorn's own loggers write through the root handler: the same format as everything else
         "loggers": {name: {"handlers": [], "propagate": True} for name in ("gunicorn.error", "gunicorn.access")},
