@@ -203,11 +203,10 @@ def run_worker(app, queues=None, burst=False):
     A SimpleWorker runs each job in this process, so the model loads once per process and is reused
     (a forking worker would load it again in every job's child, or fork a live thread pool)."""
     global _worker_app
+    from audiofind import logs
     from audiofind.app import get_catalog
     from audiofind.embedders.base import EmbedderUnavailable
     from audiofind.index.base import IndexUnavailable
-
-    from audiofind import logs
 
     _worker_app = app
     logs.configure()

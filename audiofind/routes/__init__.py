@@ -15,6 +15,8 @@ def register_blueprints(app):
     from audiofind.routes import admin, api, security, storage, ui, widgets
     from audiofind.routes.common import admin_access, playback_url
 
+    app.before_request(_set_request_id)  # first: a guard that answers early still has its request's id
+    app.after_request(_send_request_id)
     for module in (ui, api, admin, widgets, storage):
         app.register_blueprint(module.bp)
     admin.mount_rq_dashboard(app)
@@ -22,8 +24,6 @@ def register_blueprints(app):
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(health.liveness()))
     app.add_url_rule("/readyz", "readyz", _readyz)
     security.init_app(app)
-    app.before_request(_set_request_id)
-    app.after_request(_send_request_id)
 
     app.register_error_handler(HTTPException, _http_error)
     from audiofind.index.base import IndexUnavailable
