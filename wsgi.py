@@ -1,7 +1,3 @@
-"""The WSGI entry point for production: `gunicorn 'wsgi:app'` (configuration from AUDIOFIND_* variables).
+"""`gunicorn wsgi:app` from a checkout; the installed package's entry point is audiofind.wsgi:app."""
 
-Run workers separately with `audiofind worker`; `audiofind serve` runs everything on one machine instead."""
-
-from audiofind.app import create_app
-
-app = create_app()
+from audiofind.wsgi import app  # noqa: F401

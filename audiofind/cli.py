@@ -1,6 +1,7 @@
 """The `audiofind` command."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,9 +46,20 @@ class Context:
     envvar="AUDIOFIND_DATA_DIR",
     help="Instance folder: the embedded catalog and its audio (AUDIOFIND_DATA_DIR, default ./instance).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    envvar="AUDIOFIND_LOG_LEVEL",
+    help="Log level of this command and the processes it starts (AUDIOFIND_LOG_LEVEL, default info).",
+)
 @click.pass_context
-def cli(ctx, data_dir):
+def cli(ctx, data_dir, log_level):
     """Audio Find: search a music catalog by sound."""
+    from audiofind import logs
+
+    if log_level:
+        os.environ["AUDIOFIND_LOG_LEVEL"] = log_level.upper()  # for the web and worker processes of `serve` too
+    logs.configure()
     ctx.obj = Context(data_dir)
 
 

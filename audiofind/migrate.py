@@ -1,4 +1,4 @@
-"""Create or update the Atlas Vector Search indexes from the definitions in migrations/atlas/.
+"""Create or update the Atlas Vector Search indexes from the definitions in audiofind/migrations/atlas/.
 
 Safe to run any number of times: an index that matches its definition is left alone.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from audiofind.index.base import IndexUnavailable
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "atlas"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations" / "atlas"  # package data: in the wheel too
 COLLECTIONS = ("tracks", "segments", "meta")
 
 

@@ -301,30 +301,18 @@ def _worker_main(config, ready):
 def _web_main(config, host, port):
     from gunicorn.app.base import BaseApplication
 
+    from audiofind import gunicorn_conf
+
     class Web(BaseApplication):
         def load_config(self):
+            for name, value in gunicorn_conf.settings().items():
+                self.cfg.set(name, value)
             self.cfg.set("bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-            self.cfg.set("workers", min(4, max(2, os.cpu_count() or 1)))
-            self.cfg.set("worker_class", "gthread")
-            # 16, not 8: with 50 keep-alive clients polling, 8 threads per worker gave p99 23-140 ms (max ~350 ms)
-            # even on /healthz, 16 gave 3-8 ms. More (32) made CPU-heavy pages queue inside the process instead.
-            self.cfg.set("threads", 16)
-            self.cfg.set("timeout", 60)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("proc_name", "audiofind-web")
-            self.cfg.set("loglevel", "warning")
 
         def load(self):
-            import gc
-
             from audiofind.app import create_app
 
-            app = create_app(config)  # in each gunicorn worker, after the fork
-            # A full collection walked every object the app and its libraries made at start-up (~18 ms on the
-            # bench machine, a pause for every thread of the worker): keep those out of the collector.
-            gc.collect()
-            gc.freeze()
-            return app
+            return create_app(config)  # in each gunicorn worker, after the fork
 
     Web().run()
 

@@ -102,3 +102,19 @@ def test_track_list_counts_what_the_query_matches(runner, audio_dir):
     some = runner.invoke(["tracks", "-q", "song1"])
     assert everything.stderr.strip() == "3 of 3 tracks"
     assert some.stderr.strip() == "1 of 1 tracks"  # the total of what matched, not of the catalog
+
+
+def test_log_level_option_and_json_lines(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; from audiofind.cli import cli; "
+            "cli(['--log-level', 'debug', 'tracks', '--json'], standalone_mode=False); "
+            "logging.getLogger('audiofind.test').debug('hello')")
+    env = {**__import__("os").environ, "AUDIOFIND_LOG_FORMAT": "json", "AUDIOFIND_EMBEDDER": "dsp",
+           "AUDIOFIND_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert {"level": "DEBUG", "logger": "audiofind.test", "message": "hello"}.items() <= lines[-1].items()

@@ -299,3 +299,11 @@ def test_admin_metadata_import_errors(app, client, catalog):
     huge = client.post("/admin/metadata", data={"csv": (io.BytesIO(b"file,title\n" + b"a,b\n" * 1000), "big.csv")},
                        content_type="multipart/form-data", headers=HX)
     assert huge.status_code == 413
+
+
+def test_every_response_names_its_request_id(client):
+    made = client.get("/healthz").headers["X-Request-ID"]
+    assert len(made) == 32
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    # one that is not an id (too long, odd characters) is replaced, not logged
+    assert client.get("/healthz", headers={"X-Request-ID": "x" * 200}).headers["X-Request-ID"] != "x" * 200

@@ -91,7 +91,7 @@ def _is_duplicate_hash(exc) -> bool:
 
 
 def vector_filter(filters: Filters) -> Optional[dict]:
-    """Filters as a $vectorSearch pre-filter (only fields declared "filter" in migrations/atlas/).
+    """Filters as a $vectorSearch pre-filter (only fields declared "filter" in audiofind/migrations/atlas/).
 
     Same semantics as Filters.matches: a missing bpm never matches a BPM range, every tag must be present."""
     clauses = []

@@ -81,7 +81,7 @@ def _enqueue(app, queue_name, func, upload_key, args, timeout, result_ttl, meta)
     """The job that reads the upload under ``upload_key``; the upload is held for it first (see uploads.py)."""
     import redis
 
-    from audiofind import uploads
+    from audiofind import logs, uploads
 
     job_id = str(uuid.uuid4())
     try:
@@ -94,7 +94,7 @@ def _enqueue(app, queue_name, func, upload_key, args, timeout, result_ttl, meta)
             result_ttl=result_ttl,
             failure_ttl=FAILURE_TTL,
             retry=_retry(app),
-            meta={"stage": "queued", **meta},
+            meta={"stage": "queued", "request_id": logs.request_id.get(), **meta},
         )
     except redis.RedisError as error:
         raise queue_unavailable(error) from error
@@ -203,12 +203,13 @@ def run_worker(app, queues=None, burst=False):
     A SimpleWorker runs each job in this process, so the model loads once per process and is reused
     (a forking worker would load it again in every job's child, or fork a live thread pool)."""
     global _worker_app
+    from audiofind import logs
     from audiofind.app import get_catalog
     from audiofind.embedders.base import EmbedderUnavailable
     from audiofind.index.base import IndexUnavailable
 
     _worker_app = app
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
     try:
         redis_connection(app).ping()
     except QueueUnavailable as error:
@@ -226,7 +227,7 @@ def run_worker(app, queues=None, burst=False):
         [get_queue(app, name) for name in names], connection=conn,
         worker_ttl=WORKER_TTL, maintenance_interval=MAINTENANCE_INTERVAL,
     )
-    return worker.work(burst=burst, logging_level="INFO", with_scheduler=True)
+    return worker.work(burst=burst, logging_level=logs.level(), with_scheduler=True)
 
 
 def heartbeat_worker_class():
@@ -239,7 +240,7 @@ def heartbeat_worker_class():
     from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
     from rq.worker import WorkerStatus
 
-    from audiofind import uploads
+    from audiofind import logs, uploads
     from audiofind.app import services
 
     class HeartbeatWorker(SimpleWorker):
@@ -247,6 +248,14 @@ def heartbeat_worker_class():
             return HEARTBEAT_TTL
 
         def execute_job(self, job, queue):
+            # this job's log lines carry the id of the web request that enqueued it
+            token = logs.request_id.set(job.meta.get("request_id"))
+            try:
+                self._execute_job(job, queue)
+            finally:
+                logs.request_id.reset(token)
+
+        def _execute_job(self, job, queue):
             execution = self.prepare_execution(job)
             done = threading.Event()
             beat = threading.Thread(target=self._beat, args=(job, execution, done), daemon=True)

@@ -6,7 +6,7 @@ from importlib import resources
 from flask import jsonify, make_response, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from audiofind import health
+from audiofind import health, logs
 
 HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")
 
@@ -15,6 +15,8 @@ def register_blueprints(app):
     from audiofind.routes import admin, api, security, storage, ui, widgets
     from audiofind.routes.common import admin_access, playback_url
 
+    app.before_request(_set_request_id)  # first: a guard that answers early still has its request's id
+    app.after_request(_send_request_id)
     for module in (ui, api, admin, widgets, storage):
         app.register_blueprint(module.bp)
     admin.mount_rq_dashboard(app)
@@ -39,6 +41,16 @@ def register_blueprints(app):
         envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok"
     )
     app.jinja_env.filters.update(clock=clock, percent=percent)
+
+
+def _set_request_id():
+    # Kept for the rest of this thread's request, gunicorn's access line included; the next request replaces it.
+    logs.request_id.set(logs.new_request_id(request.headers.get("X-Request-ID")))
+
+
+def _send_request_id(response):
+    response.headers["X-Request-ID"] = logs.request_id.get()
+    return response
 
 
 def _index_unavailable(error):
