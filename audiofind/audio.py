@@ -368,6 +368,51 @@ def _stream_ffmpeg(path, info, sample_rate, start, end, block_seconds):
             process.wait()
 
 
+def prefetch(blocks, depth: int = 2) -> Iterator[np.ndarray]:
+    """``blocks`` produced in a thread of their own, at most ``depth`` ahead of the consumer, so decoding runs
+    while the caller computes on the previous block; an error in the producer is raised here, in its place."""
+    import queue
+    import threading
+
+    ready = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce():
+        try:
+            for block in blocks:
+                if not put((block, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: B902 - the consumer raises it
+            put((end, exc))
+        finally:
+            getattr(blocks, "close", lambda: None)()
+
+    thread = threading.Thread(target=produce, name="audiofind-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            block, error = ready.get()
+            if block is end:
+                if error is not None:
+                    raise error
+                return
+            yield block
+    finally:
+        stop.set()
+        thread.join()
+
+
 def load(path, sample_rate: int, *, start=None, end=None) -> np.ndarray:
     """The whole (selected) signal as one array: for short clips only."""
     blocks = list(stream(path, sample_rate, start=start, end=end))
