@@ -289,18 +289,12 @@ def fold_trunk(state, blocks=6, dtype=None) -> dict:
 
 
 def gemm_conv_relu(x, weight, bias):
-    """relu(conv2d(x, weight, bias, padding=1)) as one matrix product over the 3x3 neighbourhoods (im2col), for
-    channels-last ``x`` (N, C, H, W) and ``weight`` (out, C, 3, 3); the result is channels-last too."""
-    import torch
-    import torch.nn.functional as F
+    """relu(conv2d(x, weight, bias, padding=1)) as convolutions.GemmConv3x3's one matrix product, for channels-last
+    ``x`` (N, C, H, W) and ``weight`` (out, C, 3, 3); the result is channels-last too."""
+    from audiofind.embedders.convolutions import GemmConv3x3
 
-    n, c, h, w = x.shape
-    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H + 2, W + 2, C)
-    s_n, s_h, s_w, s_c = padded.stride()
-    columns = padded.as_strided((n, h, w, 3, 3, c), (s_n, s_h, s_w, s_h, s_w, s_c)).reshape(n * h * w, 9 * c)
-    matrix = weight.permute(0, 2, 3, 1).reshape(len(weight), 9 * c)  # a view of channels-last weights
-    out = torch.relu_(torch.addmm(bias, columns, matrix.T))
-    return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+    matrix = weight.permute(0, 2, 3, 1).reshape(len(weight), -1).T  # (9 * C, out), a view of channels-last weights
+    return GemmConv3x3(matrix, bias)(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 def folded_trunk(tensors, blocks=6):
