@@ -368,10 +368,75 @@ def _stream_ffmpeg(path, info, sample_rate, start, end, block_seconds):
             process.wait()
 
 
+def prefetch(blocks, depth: int = 2) -> Iterator[np.ndarray]:
+    """``blocks`` produced in a thread of their own, at most ``depth`` ahead of the consumer, so decoding runs
+    while the caller computes on the previous block; an error in the producer is raised here, in its place."""
+    import queue
+    import threading
+
+    ready = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce():
+        try:
+            for block in blocks:
+                if not put((block, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: B902 - the consumer raises it
+            put((end, exc))
+        finally:
+            getattr(blocks, "close", lambda: None)()
+
+    thread = threading.Thread(target=produce, name="audiofind-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            block, error = ready.get()
+            if block is end:
+                if error is not None:
+                    raise error
+                return
+            yield block
+    finally:
+        stop.set()
+        thread.join()
+
+
 def load(path, sample_rate: int, *, start=None, end=None) -> np.ndarray:
     """The whole (selected) signal as one array: for short clips only."""
     blocks = list(stream(path, sample_rate, start=start, end=end))
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float) -> np.ndarray:
+    """Triangular mel filters, (1 + n_fft // 2, n_mels) float32: librosa.filters.mel's default (Slaney's mel
+    scale and area normalisation, fmin 0), without importing librosa (and scipy.signal with it)."""
+
+    def hz_to_mel(hz):
+        hz = np.asarray(hz, dtype=np.float64)
+        return np.where(hz < 1000, 3 * hz / 200, 15 + np.log(np.maximum(hz, 1e-10) / 1000) * 27 / np.log(6.4))
+
+    def mel_to_hz(mel):
+        return np.where(mel < 15, 200 * mel / 3, 1000 * np.exp((mel - 15) * np.log(6.4) / 27))
+
+    bins = np.fft.rfftfreq(n_fft, 1 / sample_rate)
+    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - bins[None, :]
+    rising, falling = -ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(rising, falling)) * (2 / (edges[2:] - edges[:-2]))[:, None]
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
 
 
 class Analysis:
@@ -383,6 +448,8 @@ class Analysis:
     ENVELOPE_POINTS = 400
     ENVELOPE_HOP = 0.1  # seconds per RMS value
     ONSET_RATE = 100  # onset-envelope frames per second; parabolic interpolation refines the beat period
+    ONSET_MELS = 40
+    ONSET_FMAX = 8000
 
     def __init__(self, sample_rate: int):
         self.sample_rate = int(sample_rate)
@@ -395,7 +462,10 @@ class Analysis:
         self._onset_rest = np.zeros(0, dtype=np.float32)
         self._last_frame = None
         self._onsets = []
-        self._mel = None
+        mel = mel_filters(self.sample_rate, self._n_fft, self.ONSET_MELS, min(self.ONSET_FMAX, self.sample_rate / 2))
+        used = int(np.flatnonzero(mel.any(axis=1))[-1]) + 1  # the FFT bins above fmax weigh nothing
+        self._mel = mel[:used]
+        self._window = np.hanning(self._n_fft).astype(np.float32)
 
     def tap(self, blocks):
         for block in blocks:
@@ -417,6 +487,8 @@ class Analysis:
         self._add_onsets(block)
 
     def _add_onsets(self, block: np.ndarray) -> None:
+        import scipy.fft
+
         # Frames continue exactly across blocks: keep the samples the next frame still needs.
         x = np.concatenate([self._onset_rest, block])
         if len(x) < self._n_fft:
@@ -427,25 +499,14 @@ class Analysis:
             :: self._hop
         ]
         self._onset_rest = x[n * self._hop :]
-        import scipy.fft
-
-        if self._mel is None:
-            import librosa
-
-            self._mel = librosa.filters.mel(
-                sr=self.sample_rate, n_fft=self._n_fft, n_mels=40, fmax=min(8000, self.sample_rate / 2)
-            ).T.astype(np.float32)
-            self._window = np.hanning(self._n_fft).astype(np.float32)
-        spectrum = scipy.fft.rfft(frames * self._window, axis=1)  # float32 in, complex64 out: numpy's is slower
+        spectrum = scipy.fft.rfft(frames * self._window, axis=1)[:, : len(self._mel)]  # complex64: numpy's is slower
         power = spectrum.real**2 + spectrum.imag**2
         logmel = 10 * np.log10(np.maximum(power @ self._mel, 1e-10))  # (n, 40), fixed reference
-        if self._last_frame is not None:
-            logmel = np.vstack([self._last_frame, logmel])
-        else:
-            logmel = np.vstack([logmel[:1], logmel])
+        previous = logmel[:1] if self._last_frame is None else self._last_frame
         self._last_frame = logmel[-1:]
         # Spectral flux (librosa's onset strength): mean positive log-mel rise per frame.
-        self._onsets.append(np.maximum(np.diff(logmel, axis=0), 0).mean(axis=1).astype(np.float32))
+        flux = np.diff(logmel, axis=0, prepend=previous)
+        self._onsets.append(np.maximum(flux, 0).mean(axis=1).astype(np.float32))
 
     @property
     def envelope(self) -> list:
@@ -473,11 +534,13 @@ class Analysis:
         rate = self.sample_rate / self._hop
         if len(onset) < 4 * rate or onset.max() < 0.5:  # too short, or no change above 0.5 dB: no onsets
             return None
-        import librosa
+        import scipy.fft
 
         onset = onset - onset.mean()
         max_lag = int(rate * 60 / 30)  # down to 30 BPM
-        ac = librosa.autocorrelate(onset, max_size=max_lag + 2)
+        size = scipy.fft.next_fast_len(2 * len(onset) - 1, real=True)
+        spectrum = scipy.fft.rfft(onset, n=size)
+        ac = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=size)[: max_lag + 2]  # autocorrelation
         if ac[0] <= 0:
             return None
         ac = ac / ac[0]

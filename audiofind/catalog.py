@@ -123,7 +123,7 @@ class Catalog:
     def _embed(self, path):
         analysis = audio.Analysis(self.embedder.sample_rate)
         blocks = audio.stream(path, self.embedder.sample_rate, max_duration=self.config["MAX_DURATION"])
-        embedding = self.embedder.embed(analysis.tap(blocks))
+        embedding = self.embedder.embed(audio.prefetch(analysis.tap(blocks)))  # decoded beside the embedder
         return embedding, analysis
 
     def reindex(self, progress=lambda done, total: None) -> list:
@@ -224,9 +224,9 @@ class Catalog:
         audio.probe(path, self.config)
         self._check_embedder()
         embedder = self.embedder
-        return embedder.embed(
+        return embedder.embed(audio.prefetch(
             audio.stream(path, embedder.sample_rate, start=start, end=end, max_duration=self.config["MAX_DURATION"])
-        )
+        ))
 
     def search_file(self, path, *, start=None, end=None, **options) -> list:
         """The catalog tracks that sound most like the audio file (or its start..end range)."""

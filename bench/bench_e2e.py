@@ -132,7 +132,7 @@ def main():
     print(f"first load on this machine: {report['first_load']['seconds']} s, {report['first_load']['embedder']}",
           file=sys.stderr)
     wav = tiny_wav(Path(fresh()))
-    ours([wav], env)  # warm the page cache (and numba's cache of librosa's functions)
+    ours([wav], env)  # warm the page cache
 
     def row(name, target, ours_s, baseline_s=None, load=None, higher_is_better=True):
         entry = {"name": name, "ours_s": round(ours_s, 2), "baseline_s": baseline_s and round(baseline_s, 2),

@@ -7,7 +7,7 @@ import pytest
 
 import audiogen
 from audiofind import audio
-from audiofind.audio import Analysis, AudioError, load, probe, stream
+from audiofind.audio import Analysis, AudioError, load, prefetch, probe, stream
 from audiofind.config import DEFAULTS
 
 SR = 32000
@@ -287,3 +287,35 @@ def test_rates_and_channel_counts_that_would_blow_up_a_block_are_refused(tmp_pat
     sf.write(surround, np.tile(audiogen.music(2, 48000)[:, None], (1, 6)), 48000, subtype="FLOAT")
     blocks = list(stream(surround, SR))
     assert sum(len(b) for b in blocks) == pytest.approx(2 * SR, abs=10)
+
+
+def test_prefetch_yields_every_block_in_order_and_raises_the_producers_error_in_its_place():
+    assert [int(b[0]) for b in prefetch(np.full(3, i, np.float32) for i in range(10))] == list(range(10))
+
+    def failing():
+        yield np.zeros(3, np.float32)
+        raise AudioError("x.mp3", "is truncated or corrupt at 1.0 s")
+
+    blocks = prefetch(failing())
+    assert len(next(blocks)) == 3
+    with pytest.raises(AudioError, match="truncated"):
+        next(blocks)
+
+
+def test_prefetch_stops_its_thread_and_closes_the_source_when_the_consumer_stops_early():
+    import threading
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield np.zeros(3, np.float32)
+        finally:
+            closed.set()
+
+    blocks = prefetch(endless())
+    next(blocks)
+    blocks.close()
+    assert closed.is_set()
+    assert not any(t.name == "audiofind-decode" for t in threading.enumerate())

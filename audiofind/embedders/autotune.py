@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROUNDS = 3  # timed runs per candidate after one warm-up run, interleaved; the fastest run counts
-VERSION = 1  # of the measurement itself: a change makes every cached decision stale
+VERSION = 2  # of the measurement and of the engines it times: a change makes every cached decision stale
 
 
 def measure(label, run, probe) -> float:
