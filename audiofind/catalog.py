@@ -214,6 +214,11 @@ class Catalog:
     def list(self, offset: int = 0, limit: int = 50, query: str = "") -> list:
         return self._enrich([_result(t, None) for t in self.index.list(offset, limit, query)])
 
+    def page(self, limit: int = 50, query: str = "", cursor: str = "") -> tuple:
+        """(tracks, next cursor or None), newest first: see Index.page."""
+        tracks, following = self.index.page(limit, query, cursor)
+        return self._enrich([_result(t, None) for t in tracks]), following
+
     def count(self, query: str = "") -> int:
         return self.index.count(query)
 

@@ -129,6 +129,14 @@ def test_tracks_list_get_similar(client, catalog):
     assert listing["total"] == 3 and len(listing["tracks"]) == 2 and listing["limit"] == 2
     found = client.get("/api/v1/tracks?q=piece 1").json
     assert found["tracks"][0]["title"] == "Piece 1" and found["total"] == 1  # what matched, not the catalog
+    titles, cursor = [], listing["next_cursor"]
+    titles += [t["title"] for t in listing["tracks"]]
+    while cursor:
+        page = client.get(f"/api/v1/tracks?limit=2&cursor={cursor}").json
+        titles, cursor = titles + [t["title"] for t in page["tracks"]], page["next_cursor"]
+    assert titles == ["Piece 2", "Piece 1", "Piece 0"]
+    assert client.get("/api/v1/tracks?cursor=abc").status_code == 400
+    assert client.get("/api/v1/tracks?cursor=5&offset=2").status_code == 400
     piece0 = ids(catalog)["Piece 0"]
     one = client.get(f"/api/v1/tracks/{piece0}").json
     assert one["title"] == "Piece 0" and one["album"] == "Light" and one["playback_url"]

@@ -639,6 +639,17 @@ def test_the_same_audio_added_twice_at_once_is_one_track(index, db, monkeypatch)
     assert index.count() == 1 and not db["segments"].find_one({"track_id": "t002"})
 
 
+def test_pages_by_cursor_follow_the_sort_keys(index):
+    tracks, _, _ = add_tracks(index, np.random.default_rng(8), n=5, title=lambda i: "Night" if i % 2 else "Day")
+    first, cursor = index.page(2)
+    second, cursor2 = index.page(2, cursor=cursor)
+    third, last = index.page(2, cursor=cursor2)
+    assert [t.track_id for t in first + second + third] == [t.track_id for t in reversed(tracks)] and last is None
+    assert [t.title for t in index.page(5, query="night")[0]] == ["Night", "Night"]
+    with pytest.raises(ValueError, match="not a cursor"):
+        index.page(2, cursor="x:y")
+
+
 def test_embedder_identity_is_recorded(index, db):
     assert index.embedder_identity() == IDENTITY
     assert db["meta"].docs["embedder"]["dim"] == 8

@@ -143,6 +143,27 @@ def test_add_get_list_count_remove(index):
     assert a.track_id not in [h.track_id for h in index.search(unit(rng, DIM), 10, Filters())]
 
 
+def test_pages_by_cursor_walk_the_whole_catalog_newest_first(index):
+    rng = np.random.default_rng(4)
+    tracks = [make_track(i, title="Night" if i % 2 else "Day") for i in range(7)]
+    for track in tracks:
+        add(index, track, rng)
+    seen, cursor = [], ""
+    for _ in range(10):
+        page, cursor = index.page(3, cursor=cursor)
+        seen += [t.track_id for t in page]
+        if cursor is None:
+            break
+    assert seen == [t.track_id for t in reversed(tracks)] == [t.track_id for t in index.list(limit=7)]
+    nights, following = index.page(2, query="night")
+    rest, last = index.page(2, query="night", cursor=following)
+    assert [t.title for t in nights + rest] == ["Night"] * 3 and last is None
+    index.remove(nights[-1].track_id)  # the cursor's own track is gone: its place is not
+    assert [t.track_id for t in index.page(2, query="night", cursor=following)[0]] == [rest[0].track_id]
+    with pytest.raises(ValueError, match="not a cursor"):
+        index.page(2, cursor="'; DROP TABLE tracks")
+
+
 def test_embedder_identity_and_dimension_mismatch(make_index):
     index = make_index()
     rng = np.random.default_rng(2)

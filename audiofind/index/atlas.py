@@ -359,6 +359,22 @@ class AtlasIndex(Index):
             )
             return [self._track(doc) for doc in cursor]
 
+    def page(self, limit, query="", cursor=""):
+        where = _text_match(query)
+        if cursor:  # created_at:_id of the last track of the page before, the sort's own keys
+            created, _, last_id = cursor.partition(":")
+            try:
+                created = float(created)
+            except ValueError:
+                raise ValueError(f"not a cursor of this catalog: {cursor[:40]!r}") from None
+            after = {"$or": [{"created_at": {"$lt": created}}, {"created_at": created, "_id": {"$lt": last_id}}]}
+            where = {"$and": [where, after]} if where else after
+        with self._guard():
+            docs = list(self.db["tracks"].find(where, self._NO_VECTOR).sort([("created_at", -1), ("_id", -1)])
+                        .limit(int(limit)))
+        following = f"{docs[-1]['created_at']!r}:{docs[-1]['_id']}" if len(docs) == limit else None
+        return [self._track(doc) for doc in docs], following
+
     def count(self, query=""):
         with self._guard():
             return self.db["tracks"].count_documents(_text_match(query))

@@ -124,6 +124,12 @@ class Index:
         """Tracks, newest first; ``query`` matches file, title, artist or album (case-insensitive substring)."""
         raise NotImplementedError
 
+    def page(self, limit: int, query: str = "", cursor: str = "") -> tuple:
+        """(tracks, next cursor or None): like ``list``, newest first, but after the place ``cursor`` (from an
+        earlier page) names rather than after an offset, so a deep page costs what the first one does.
+        ValueError for a cursor this index did not make."""
+        raise NotImplementedError
+
     def count(self, query: str = "") -> int:
         """How many tracks ``list`` would page through for ``query`` (all of them for an empty one)."""
         raise NotImplementedError

@@ -213,7 +213,7 @@ def _text_match(query: str) -> tuple:
     if not query:
         return "", []
     columns = ("file", "title", "artist", "album")
-    return " WHERE " + " OR ".join(f"af_contains({c}, ?)" for c in columns), [query.casefold()] * len(columns)
+    return " WHERE (" + " OR ".join(f"af_contains({c}, ?)" for c in columns) + ")", [query.casefold()] * len(columns)
 
 
 def _span_rows(starts: np.ndarray, counts: np.ndarray) -> tuple:
@@ -484,6 +484,17 @@ class LocalIndex(Index):
         where, args = _text_match(query)
         sql = _SELECT + where + " ORDER BY seq DESC LIMIT ? OFFSET ?"
         return [self._row_to_track(r) for r in self._db().execute(sql, args + [int(limit), int(offset)])]
+
+    def page(self, limit: int, query: str = "", cursor: str = "") -> tuple:
+        where, args = _text_match(query)
+        if cursor:  # the seq of the last track of the page before: seq grows with every add
+            if not cursor.isdigit():
+                raise ValueError(f"not a cursor of this catalog: {cursor[:40]!r}")
+            where, args = where + (" AND" if where else " WHERE") + " seq < ?", args + [int(cursor)]
+        sql = f"SELECT seq, {', '.join(_TRACK_COLUMNS)} FROM tracks{where} ORDER BY seq DESC LIMIT ?"
+        rows = self._db().execute(sql, args + [int(limit)]).fetchall()
+        following = str(rows[-1][0]) if len(rows) == limit else None
+        return [self._row_to_track(row[1:]) for row in rows], following
 
     def count(self, query: str = "") -> int:
         where, args = _text_match(query)

@@ -184,13 +184,15 @@ def openapi_document(server_url):
                 "get": {
                     "summary": "List catalog tracks, newest first",
                     "parameters": [
-                        _query("offset", {"type": "integer", "minimum": 0}, "Skip this many."),
+                        _query("cursor", {"type": "string"}, "The next_cursor of the page before (fast at any depth)."),
+                        _query("offset", {"type": "integer", "minimum": 0}, "Skip this many (instead of a cursor)."),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size."),
                         _query("q", {"type": "string"}, "Substring of file, title, artist or album."),
                     ],
                     "responses": {"200": _json({"type": "object", "properties": {
                         "tracks": {"type": "array", "items": _ref("Track")}, "total": {"type": "integer"},
-                        "offset": {"type": "integer"}, "limit": {"type": "integer"}}})},
+                        "offset": {"type": "integer"}, "limit": {"type": "integer"},
+                        "next_cursor": {"type": ["string", "null"], "description": "null on the last page"}}})},
                 },
                 "post": {
                     "summary": "Ingest an uploaded file into the catalog (admin)",
