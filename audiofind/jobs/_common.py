@@ -37,6 +37,25 @@ def user_errors():
         raise
 
 
+@contextlib.contextmanager
+def upload_copy(app, key):
+    """A local copy of the upload under ``key`` for the job to read. The upload is released (deleted) when the
+    job is done with it: after the block, or after a failure that no retry will follow (a retry needs it)."""
+    from audiofind import uploads
+    from audiofind.app import services
+    from audiofind.jobs.queue import redis_connection
+
+    storage = services(app).storage
+    try:
+        with storage.local_copy(key) as path:
+            yield path
+    except Exception as error:
+        if not will_retry(error):
+            uploads.release(redis_connection(app), storage, key)
+        raise
+    uploads.release(redis_connection(app), storage, key)
+
+
 def _message(error, filename=None):
     """The message for people: the user's file name, never our storage key, temporary path, bucket or host
     (those go to the worker's log)."""

@@ -1,8 +1,7 @@
 """The search job: embed an uploaded reference file, search the catalog, delete the upload."""
 
-from audiofind import uploads
-from audiofind.jobs._common import set_stage, user_errors, will_retry
-from audiofind.jobs.queue import redis_connection, worker_app
+from audiofind.jobs._common import set_stage, upload_copy, user_errors
+from audiofind.jobs.queue import worker_app
 
 
 def run_search(key, options):
@@ -10,24 +9,18 @@ def run_search(key, options):
 
     ``options``: limit, start, end, mode, per_album, per_artist, collapse_versions, and filters (a dict of
     index.base.Filters fields)."""
-    from audiofind.app import get_catalog, services
+    from audiofind.app import get_catalog
     from audiofind.index.base import Filters
 
     app = worker_app()
     options = dict(options or {})
     with app.app_context(), user_errors():
-        catalog, storage = get_catalog(app), services(app).storage
+        catalog = get_catalog(app)
         filters = Filters(**(options.pop("filters", None) or {}))
         start, end = options.pop("start", None), options.pop("end", None)
-        try:
-            with storage.local_copy(key) as path:
-                set_stage("analyzing")
-                query = catalog.embed_query(path, start=start, end=end)
-        except Exception as error:
-            if not will_retry(error):
-                uploads.release(redis_connection(app), storage, key)
-            raise
-        uploads.release(redis_connection(app), storage, key)  # a reference track is not kept
+        with upload_copy(app, key) as path:  # a reference track is not kept
+            set_stage("analyzing")
+            query = catalog.embed_query(path, start=start, end=end)
         set_stage("searching")
         results = catalog.search_embedding(query.vector, query.window_vectors, query.windows, filters=filters, **options)
         return [_plain(result) for result in results]
