@@ -3,9 +3,12 @@
 import os
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask
 
 from audiofind.config import DEFAULTS, raw_strings_from_env
+from audiofind.routes import register_blueprints
+from audiofind.routes.context import get_catalog, services  # noqa: F401 (the getters, for the app's users)
+from audiofind.services import Services
 
 
 def create_app(config=None, *, plugins=()):
@@ -24,11 +27,7 @@ def create_app(config=None, *, plugins=()):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
-    from audiofind.services import Services
-
     app.extensions["audiofind"] = Services(app.config, plugins=plugins)
-
-    from audiofind.routes import register_blueprints
 
     register_blueprints(app)
     return app
@@ -43,9 +42,3 @@ def _instance_secret(folder: Path) -> str:
     return path.read_text().strip()
 
 
-def services(app=None):
-    return (app or current_app).extensions["audiofind"]
-
-
-def get_catalog(app=None):
-    return services(app).catalog

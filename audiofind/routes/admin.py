@@ -15,7 +15,7 @@ from flask import (
 )
 
 from audiofind import uploads
-from audiofind.app import get_catalog, services
+from audiofind.routes.context import get_catalog, services
 from audiofind.jobs.queue import enqueue_ingest, enqueue_metadata_import, job_status
 from audiofind.routes.common import (
     MAX_OFFSET,

@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from audiofind.app import get_catalog
+from audiofind.routes.context import get_catalog
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import QueueUnavailable, enqueue_ingest, enqueue_search, job_status
 from audiofind.routes.common import (

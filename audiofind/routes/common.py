@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 from flask import current_app, request, session
 
 from audiofind import uploads
-from audiofind.app import services
+from audiofind.routes.context import services
 from audiofind.audio import megabytes
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES as MODES
 from audiofind.jobs.queue import redis_connection

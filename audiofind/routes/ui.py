@@ -7,7 +7,7 @@ from collections import OrderedDict
 from flask import Blueprint, abort, current_app, make_response, render_template, request, url_for
 from markupsafe import Markup
 
-from audiofind.app import get_catalog
+from audiofind.routes.context import get_catalog
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import enqueue_search, job_status
 from audiofind.routes.common import (

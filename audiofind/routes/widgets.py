@@ -2,7 +2,7 @@
 
 from flask import Blueprint, current_app, make_response, render_template, request
 
-from audiofind.app import get_catalog
+from audiofind.routes.context import get_catalog
 from audiofind.routes.common import number, public_result
 from audiofind.routes.security import limit_similar
 
