@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from audiofind.app import create_app
+from audiofind.app import create_app, services
 
 
 def _free_port() -> int:
@@ -71,9 +71,7 @@ def app_config(tmp_path, redis_url):
 @pytest.fixture
 def empty_queue(app):
     """Jobs of earlier tests never reach this test's worker."""
-    from audiofind.jobs.queue import redis_connection
-
-    redis_connection(app).flushdb()
+    services(app).redis.flushdb()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from audiofind.routes.context import get_catalog
+from audiofind.routes.context import get_catalog, services
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import QueueUnavailable, enqueue_ingest, enqueue_search, job_status
 from audiofind.routes.common import (
@@ -91,12 +91,12 @@ def create_search():
     key = data.get("key")
     filename = claim_upload(key)
     options.update(start=start, end=end)
-    return _accepted(enqueue_search(current_app, key, options, filename), "api.get_search")
+    return _accepted(enqueue_search(services(), key, options, filename), "api.get_search")
 
 
 @bp.get("/searches/<job_id>")
 def get_search(job_id):
-    info = job_status(current_app, job_id, kind="search")
+    info = job_status(services(), job_id, kind="search")
     if info is None:
         raise UserError("no such search (it may have expired)", 404, "not_found")
     results = [public_result(r) for r in info.pop("result") or []]
@@ -166,7 +166,7 @@ def ingest_track():
     if given is not None and (not isinstance(given, str) or len(given) > MAX_FILENAME):
         raise UserError(f"filename must be text of at most {MAX_FILENAME} characters")
     filename = claim_upload(data.get("key"))
-    return _accepted(enqueue_ingest(current_app, data["key"], given or filename, metadata), "api.get_ingest")
+    return _accepted(enqueue_ingest(services(), data["key"], given or filename, metadata), "api.get_ingest")
 
 
 def _accepted(job, status_endpoint):
@@ -181,7 +181,7 @@ def _accepted(job, status_endpoint):
 @bp.get("/ingests/<job_id>")
 def get_ingest(job_id):
     require_admin()
-    info = job_status(current_app, job_id, kind="ingest")
+    info = job_status(services(), job_id, kind="ingest")
     if info is None:
         raise UserError("no such ingest job (it may have expired)", 404, "not_found")
     return jsonify({**_job_fields(info), "file": info["file"], "result": info["result"]})

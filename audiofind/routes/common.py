@@ -12,7 +12,6 @@ from audiofind import uploads
 from audiofind.routes.context import services
 from audiofind.audio import megabytes
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES as MODES
-from audiofind.jobs.queue import redis_connection
 from audiofind.storage.base import AUDIO_TYPES, StorageError, base_type
 
 FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min_bpm", "max_bpm")
@@ -176,7 +175,7 @@ def new_upload(filename, content_type, size):
     except StorageError as error:
         raise UserError(f"{filename}: {error}", 400) from error
     # Only keys we handed out may be searched or ingested, each once (a job deletes its upload afterwards).
-    uploads.offer(redis_connection(current_app), current_app.config, key, filename)
+    uploads.offer(services().redis, current_app.config, key, filename)
     return {**target, "upload_url": absolute(target["upload_url"]), "key": key}
 
 
@@ -185,7 +184,7 @@ def claim_upload(key):
     if not key or not isinstance(key, str):
         raise UserError("key is required: ask POST /api/v1/uploads for one and send the file there first")
     try:
-        return uploads.claim(redis_connection(current_app), services().storage, key,
+        return uploads.claim(services().redis, services().storage, key,
                              int(current_app.config["MAX_UPLOAD_BYTES"]))
     except uploads.UploadRefused as refused:
         raise UserError(str(refused), 413 if refused.code == "too_large" else 400, refused.code) from None
@@ -262,7 +261,7 @@ def admin_access():
         return "ok" if hmac.compare_digest(given.encode(), token.encode()) else "denied"
     mark, login = session.get("admin"), session.get("admin_login")
     if isinstance(mark, str) and isinstance(login, str) and hmac.compare_digest(mark, _token_mark(token)):
-        if redis_connection(current_app).exists(ADMIN_SESSION + login):
+        if services().redis.exists(ADMIN_SESSION + login):
             return "ok"
     return "missing"
 
@@ -273,7 +272,7 @@ def admin_login(given):
     token = current_app.config.get("ADMIN_TOKEN") or ""
     if token and isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode()):
         login = secrets.token_urlsafe(24)
-        redis_connection(current_app).set(ADMIN_SESSION + login, "1", ex=int(current_app.config["ADMIN_SESSION_SECONDS"]))
+        services().redis.set(ADMIN_SESSION + login, "1", ex=int(current_app.config["ADMIN_SESSION_SECONDS"]))
         session.clear()
         session["admin"], session["admin_login"] = _token_mark(token), login
         return True
@@ -283,7 +282,7 @@ def admin_login(given):
 def admin_logout():
     login = session.get("admin_login")
     if isinstance(login, str):
-        redis_connection(current_app).delete(ADMIN_SESSION + login)
+        services().redis.delete(ADMIN_SESSION + login)
     session.clear()
 
 

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from flask import Blueprint, abort, current_app, make_response, render_template, request, url_for
 from markupsafe import Markup
 
-from audiofind.routes.context import get_catalog
+from audiofind.routes.context import get_catalog, services
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import enqueue_search, job_status
 from audiofind.routes.common import (
@@ -57,7 +57,7 @@ def start_search():
     except UserError as error:
         return render_template("search/_status.html", job=None, error=str(error)), error.status
     options.update(start=start, end=end)
-    job = enqueue_search(current_app, key, options, filename)
+    job = enqueue_search(services(), key, options, filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "result": None, "error": None}
     return render_template("search/_status.html", job=info, stages=STAGES), 202
 
@@ -65,7 +65,7 @@ def start_search():
 @bp.get("/searches/<job_id>")
 def search_status(job_id):
     cached = _finished_searches().get(job_id)
-    info = cached[0] if cached else job_status(current_app, job_id, kind="search")
+    info = cached[0] if cached else job_status(services(), job_id, kind="search")
     if info is None:
         if is_htmx():
             error = "This search has expired or does not exist; drop your file again."
