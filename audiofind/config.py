@@ -67,14 +67,19 @@ DEFAULTS = {
     "MOVE_UP_BATCH": 50,
     # Local index: exact search up to this many tracks (and window rows, for segment search), then HNSW.
     "ANN_THRESHOLD": 20000,
+    # Load the plugins installed under the `audiofind` entry-point group (false: the built-ins only).
+    "ENTRY_POINT_PLUGINS": True,
 }
 
 # Numbers that must be at least this (a zero timeout or a negative limit is a typo, not a choice).
-MINIMUMS = {key: 1 for key, value in DEFAULTS.items() if isinstance(value, int)} | {
+MINIMUMS = {key: 1 for key, value in DEFAULTS.items() if type(value) is int} | {
     "JOB_RETRIES": 0, "MAX_DURATION": 1.0, "MIN_DURATION": 0.0,
 }
 CHOICES = {"PANNS_ENGINE": ("auto", "winograd", "onnx", "torch"),
            "PANNS_PRECISION": ("auto", "float32", "bfloat16", "float16", "int8")}
+
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class ConfigError(ValueError):
@@ -118,6 +123,11 @@ def _typed(key, value, where):
     if default is None:
         return value  # not one of ours (a Flask or a plugin setting): as written
     kind = type(default)
+    if kind is bool:
+        text = str(value).strip().lower()
+        if text not in BOOLEANS:
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return BOOLEANS[text]
     if isinstance(value, str) and kind is not str:
         try:
             return kind(value.strip())

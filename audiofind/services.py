@@ -17,7 +17,7 @@ class QueueUnavailable(RuntimeError):
 class Services:
     def __init__(self, config, plugins=()):
         self.config = config
-        self.pm = make_plugin_manager(plugins)
+        self.pm = make_plugin_manager(plugins, entry_points=config.get("ENTRY_POINT_PLUGINS", True))
 
     @cached_property
     def embedder(self):

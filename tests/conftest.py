@@ -63,6 +63,7 @@ def app_config(tmp_path, redis_url):
         "TESTING": True,
         "DATA_DIR": str(tmp_path / "instance"),
         "EMBEDDER": "dsp",
+        "ENTRY_POINT_PLUGINS": False,  # only the plugins a test registers, not whatever this machine has installed
         "SECRET_KEY": "test",
         "REDIS_URL": redis_url,
     }
@@ -100,6 +101,7 @@ class _Runner:
         self.app, self.cli, self.runner = app, cli, CliRunner()
 
     def invoke(self, args, **kwargs):
-        env = {"AUDIOFIND_EMBEDDER": self.app.config["EMBEDDER"], "AUDIOFIND_SECRET_KEY": "test"}
+        env = {"AUDIOFIND_EMBEDDER": self.app.config["EMBEDDER"], "AUDIOFIND_SECRET_KEY": "test",
+               "AUDIOFIND_ENTRY_POINT_PLUGINS": "false"}
         env.update(kwargs.pop("env", {}))
         return self.runner.invoke(self.cli, ["--data-dir", self.app.config["DATA_DIR"], *args], env=env, **kwargs)

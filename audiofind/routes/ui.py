@@ -124,7 +124,8 @@ def track(track_id):
         abort(404)
     neighbours = catalog.similar(track_id, limit=10)
     widget = url_for("widgets.similar", track_id=track_id, _external=True)
-    return render_template("tracks/show.html", track=item, results=neighbours, widget_url=widget)
+    return render_template("tracks/show.html", track=item, results=neighbours, widget_url=widget,
+                           extra_fields=catalog.extra_fields())
 
 
 @bp.get("/tracks/<track_id>/similar")
