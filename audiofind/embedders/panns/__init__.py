@@ -139,8 +139,8 @@ class PannsEmbedder(Embedder):
         """The trunk's 2048-channel sequence for a track (one row per 0.32 s) and its duration in seconds."""
         front = self._load()
         stream = LogmelStream(front, self.device)
-        # Chunks per forward: on CPU one, since batching 60 s chunks gains no speed there and costs ~300 MB
-        # of activations per extra chunk; on a GPU, PANNS_BATCH_SIZE.
+        # Chunks per forward: on CPU one, since batching 60 s chunks gains no speed there and costs an extra
+        # chunk's activations each (BENCHMARKS.md, peak memory); on a GPU, PANNS_BATCH_SIZE.
         batch = int(self.config.get("PANNS_BATCH_SIZE", 4)) if self.device.type == "cuda" else 1
         chunks = ChunkedTrunk(self._run, CHUNK_FRAMES, batch)
         for block in blocks:
