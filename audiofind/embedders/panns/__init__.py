@@ -38,7 +38,7 @@ __all__ = [
     "AUTO_MIN_COSINE", "CHECKPOINT_BYTES", "CHECKPOINT_NAME", "CHUNK_FRAMES", "MODEL_ARGS", "ChunkedTrunk",
     "FastTrunk", "FrontEnd", "LogmelStream", "PannsEmbedder", "build_cnn14", "cache_path", "checkpoint_path",
     "cpu_has_bf16", "cpu_identity", "download_checkpoint", "export_trunk", "fold_trunk", "folded_trunk",
-    "load_cnn14", "load_models_module", "np", "onnx_runner", "pool_windows", "read_checkpoint",
+    "load_cnn14", "load_models_module", "onnx_runner", "pool_windows", "read_checkpoint",
     "register_embedders", "torch_runner", "window_spans",
 ]
 
