@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from audiofind.embedders.base import EmbedderUnavailable
+
 ROUNDS = 3  # timed runs per candidate after one warm-up run, interleaved; the fastest run counts
 VERSION = 2  # of the measurement and of the engines it times: a change makes every cached decision stale
 
@@ -82,8 +84,6 @@ def choose(path: Path, key: dict, candidates, reference: str, build, probe, simi
 
 
 def _measure(key, candidates, reference, build, probe, similarity, min_similarity):
-    from audiofind.embedders.base import EmbedderUnavailable
-
     probe = probe()
     runners, errors = {}, {}
     for label in [reference] + [c for c in candidates if c != reference]:

@@ -33,7 +33,7 @@ def missing_message(path: Path, url: str, reason: str) -> str:
 
 def download_checkpoint(url: str, path: Path, expected_bytes: int = None) -> Path:
     """Download to a temporary file beside ``path`` with a progress bar, check the size, then rename into place."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # only a download needs it
 
     expected_bytes = CHECKPOINT_BYTES if expected_bytes is None else expected_bytes
     try:
