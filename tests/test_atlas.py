@@ -339,9 +339,9 @@ def index(db):
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
     """ensure_indexes polls with time.sleep; the fake's builds advance per listing, so no waiting is needed."""
-    import audiofind.migrate
+    import audiofind.index.atlas.definitions
 
-    monkeypatch.setattr(audiofind.migrate, "sleep", lambda seconds: None)
+    monkeypatch.setattr(audiofind.index.atlas.definitions, "sleep", lambda seconds: None)
 
 
 def add_tracks(index, rng, n=6, windows=3, **fields_for):
