@@ -14,7 +14,7 @@ from audiofind.index.atlas.backend import (  # noqa: F401 (the package's public 
     to_bson_vector,
     vector_search_pipeline,
 )
-from audiofind.index.atlas.filters import SEGMENT_FIELDS, vector_filter  # noqa: F401
+from audiofind.index.atlas.filters import FILTER_PATHS, SEGMENT_FIELDS, vector_filter  # noqa: F401
 from audiofind.index.atlas.definitions import (  # noqa: F401
     COLLECTIONS,
     MIGRATIONS_DIR,
