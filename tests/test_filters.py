@@ -101,6 +101,22 @@ def test_every_field_filters_both_searches_on_both_backends_as_matches_says(inde
     assert {h.track_id for h in index.search_segments(window_query, N, filters)} == expected
 
 
+@pytest.mark.parametrize("field", table.PUBLIC_FIELDS, ids=lambda f: f.name)
+def test_every_public_field_can_be_updated_and_is_then_filtered_on_its_new_value(index, field):
+    moved, value = "t004", value_of(field, 3)
+    index.update(moved, {field.name: value})
+    if isinstance(index, AtlasIndex):
+        index.wait_searchable()
+    params = {p: value for p in field.params} if field.kind == "range" else {
+        field.params[0]: value if field.kind == "exact" else list(value) if field.kind == "every" else [value]}
+    filters = table.Filters(**params)
+    assert filters.matches(index.get(moved))
+    rng = np.random.default_rng(2)
+    assert moved in {h.track_id for h in index.search(rng.standard_normal(DIM).astype(np.float32), N, filters)}
+    window_query = rng.standard_normal((2, WDIM)).astype(np.float32)
+    assert moved in {h.track_id for h in index.search_segments(window_query, N, filters)}
+
+
 def test_every_field_is_a_filter_path_of_both_atlas_indexes():
     for spec in load_definitions(IDENTITY):
         paths = {f["path"] for f in spec["definition"]["fields"] if f["type"] == "filter"}

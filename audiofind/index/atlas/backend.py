@@ -27,7 +27,7 @@ TRACKS_INDEX = "tracks_vector"
 SEGMENTS_INDEX = "segments_vector"
 MAX_CANDIDATES = 10000  # Atlas' limit for numCandidates
 TRACK_FIELDS = tuple(Track.__dataclass_fields__)
-UPDATABLE = {"title", "artist", "album", "tags", "group_id", "bpm", "labels", "envelope", "storage_key"}
+UPDATABLE = {"title", "group_id", "labels", "envelope", "storage_key", *SEGMENT_FIELDS} - {"file"}  # filter fields too
 VECTOR_SUBTYPE = 9
 FLOAT32 = b"\x27\x00"  # dtype byte and padding byte of a float32 BSON vector
 
