@@ -80,39 +80,33 @@ class FilterField:
     # -- the same over the local snapshot's columns
     def mask(self, filters, snapshot) -> Optional[np.ndarray]:
         """Boolean mask of the snapshot's tracks this field lets through, or None when it lets all through."""
-        column = snapshot.columns[self.name]
-        n = len(snapshot)
         if self.kind == "range":
+            column = snapshot.columns[self.name]
             low, high = (getattr(filters, p) for p in self.params)
             if low is None and high is None:
                 return None
-            keep = np.ones(n, dtype=bool)
             with np.errstate(invalid="ignore"):  # NaN (unknown) fails every bound, as in matches
-                if low is not None:
-                    keep &= column >= low
-                if high is not None:
-                    keep &= column <= high
-            return keep
+                if high is None:
+                    return column >= low
+                return column <= high if low is None else (column >= low) & (column <= high)
         given = getattr(filters, self.params[0])
         if not given:
             return None
         if self.kind == "exact":
-            return column == given
+            return snapshot.equals(self.name, given)
         if self.kind == "exclude":
-            keep = np.ones(n, dtype=bool)
-            for value in given:
-                keep[snapshot.positions(self.name, value)] = False
+            keep = ~snapshot.equals(self.name, given[0])
+            for value in given[1:]:
+                keep &= ~snapshot.equals(self.name, value)
             return keep
         if self.kind == "one_of":
-            keep = np.zeros(n, dtype=bool)
-            for value in given:
-                keep[snapshot.positions(self.name, value)] = True
+            keep = snapshot.equals(self.name, given[0])
+            for value in given[1:]:
+                keep |= snapshot.equals(self.name, value)
             return keep
-        keep = np.ones(n, dtype=bool)  # every
-        for element in given:
-            has = np.zeros(n, dtype=bool)
-            has[snapshot.positions(self.name, element)] = True
-            keep &= has
+        keep = snapshot.equals(self.name, given[0])  # every
+        for element in given[1:]:
+            keep &= snapshot.equals(self.name, element)
         return keep
 
     # -- the same as a MongoDB Atlas $vectorSearch pre-filter
@@ -224,15 +218,18 @@ def parse_filters(source) -> dict:
 def mask(filters, snapshot) -> Optional[np.ndarray]:
     """Boolean mask of the snapshot's tracks that pass ``filters`` (``matches`` semantics); None when all pass.
 
-    ``snapshot`` has ``columns`` {name: array} (see ``FilterField.column``), ``len`` and
-    ``positions(name, value)``: the positions whose ``name`` is (or, for a set, holds) ``value``."""
+    ``snapshot`` has ``columns`` {name: array} (see ``FilterField.column``) and ``equals(name, value)``: a new
+    boolean array, True where the track's ``name`` is (for a set column: holds) ``value``."""
     if filters is None:
         return None
     result = None
     for f in FILTER_FIELDS:
         keep = f.mask(filters, snapshot)
         if keep is not None:
-            result = keep if result is None else result & keep
+            if result is None:
+                result = keep
+            else:
+                result &= keep  # every field's mask is a new array
     return result
 
 

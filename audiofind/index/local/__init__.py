@@ -10,7 +10,7 @@ import numpy as np
 
 from audiofind.config import data_dir
 from audiofind.hookspecs import hookimpl
-from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Index, IndexUnavailable, Track
+from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Index, Track
 from audiofind.index.local.ann import AnnSearch
 from audiofind.index.local.exact import exact_segments, exact_tracks, top
 from audiofind.index.local import snapshot

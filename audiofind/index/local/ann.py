@@ -1,6 +1,5 @@
 """Approximate search (above ANN_THRESHOLD tracks): HNSW indexes (usearch) nominate candidates, scored exactly.
 
-
 One HNSW index (usearch, int8-quantised inner product) over the track vectors and one over the window
 vectors, keyed by row number, saved as <kind>.<files>.<n>.usearch and memory-mapped by readers.
 Rows appended after the last save (the tail) are searched exactly; the writer folds the tail in (and
@@ -33,7 +32,6 @@ def _ann_scale(dim: int) -> float:
 
 def _threads() -> int:
     return len(os.sched_getaffinity(0))
-
 
 
 class AnnSearch:

@@ -70,19 +70,23 @@ class Snapshot:
         new.last_seq = max(self.last_seq, max(cols[0], default=0))
         return new
 
-    def positions(self, name: str, value) -> np.ndarray:
-        """Positions of the tracks whose ``name`` is ``value`` (for a set column: holds it)."""
+    def equals(self, name: str, value) -> np.ndarray:
+        """A new boolean array: True where the track's ``name`` is ``value`` (for a set column: holds it)."""
+        if KINDS[name] == "text" and name != "track_id":
+            return self.columns[name] == value
+        found = np.zeros(len(self), dtype=bool)
         if name == "track_id":
-            return np.array([self.position[value]] if value in self.position else [], dtype=np.int64)
-        if KINDS[name] != "set":
-            return np.flatnonzero(self.columns[name] == value)
+            if value in self.position:
+                found[self.position[value]] = True
+            return found
         if name not in self._tag_index:
             index = {}
             for i, elements in enumerate(self.columns[name]):
                 for element in elements:
                     index.setdefault(element, []).append(i)
             self._tag_index[name] = {v: np.array(rows, dtype=np.int64) for v, rows in index.items()}
-        return self._tag_index[name].get(value, np.empty(0, dtype=np.int64))
+        found[self._tag_index[name].get(value, np.empty(0, dtype=np.int64))] = True
+        return found
 
     def row_positions(self, kind: str) -> np.ndarray:
         """For each row of the track ("tracks") or window ("windows") vector file: its track's position, or -1."""
