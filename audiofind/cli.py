@@ -153,7 +153,8 @@ def filter_options():
     for f in PUBLIC_FIELDS:
         if f.kind == "range":
             for param, side in zip(f.params, ("at least", "at most")):
-                yield click.option("--" + param.replace("_", "-"), param, type=click.FloatRange(f.low, None if f.high >= MAX_NUMBER else f.high),
+                bounds = click.FloatRange(f.low, None if f.high >= MAX_NUMBER else f.high)
+                yield click.option("--" + param.replace("_", "-"), param, type=bounds,
                                    help=f"Only tracks {side} {f.help} ({f.unit}).")
         elif f.is_list:
             yield click.option(f.option or f"--{f.name}", f.params[0], multiple=True,
