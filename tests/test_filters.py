@@ -6,13 +6,14 @@ definitions, input parsing, the pydantic model and the OpenAPI document, the CLI
 
 from dataclasses import MISSING, fields
 
+import click
 import numpy as np
 import pytest
 from test_atlas import FakeDatabase
 from test_web import catalog, text, track_id  # noqa: F401 (the catalog fixture)
 
 from audiofind.app import get_catalog
-from audiofind.cli import _search_kwargs, search
+from audiofind.cli import _search_kwargs, cli, search
 from audiofind.index import filters as table
 from audiofind.index.atlas import AtlasIndex, load_definitions
 from audiofind.index.base import Track
@@ -159,7 +160,9 @@ def test_every_public_input_is_a_cli_option_that_reaches_the_filters(tmp_path):
             values = WORDS[:2] if f.is_list else [form_value(f, param)]
             for value in values:
                 args += [option, value]
-    opts = search.make_context("search", args).params
+    # under the group's context, as the command line runs it (click keeps the help option it first made)
+    parent = click.Context(cli, info_name="audiofind", **cli.context_settings)
+    opts = search.make_context("search", args, parent=parent).params
     got = _search_kwargs(opts)["filters"]
     assert got == table.Filters(**parse_filters({p: form_value(f, p) for f in table.PUBLIC_FIELDS for p in f.params}))
 
