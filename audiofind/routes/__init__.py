@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from audiofind import health, logs
 from audiofind.display import clock, envelope_svg, percent
 from audiofind.index.base import IndexUnavailable
+from audiofind.index.filters import PUBLIC_FIELDS
 from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
 from audiofind.routes import admin, api, security, storage, ui, widgets
 from audiofind.routes.common import UserError, admin_access, playback_url, toast
@@ -35,7 +36,8 @@ def register_blueprints(app):
     app.register_error_handler(IndexUnavailable, _index_unavailable)
 
     app.jinja_env.globals.update(
-        envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok"
+        envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok",
+        filter_fields=PUBLIC_FIELDS, zip=zip,
     )
     app.jinja_env.filters.update(clock=clock, percent=percent)
 

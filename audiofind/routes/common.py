@@ -12,9 +12,10 @@ from audiofind import uploads
 from audiofind.routes.context import services
 from audiofind.audio import megabytes
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES as MODES
+from audiofind.index import filters
 from audiofind.storage.base import AUDIO_TYPES, StorageError, base_type
 
-FILTER_FIELDS = ("album", "artist", "tags", "min_duration", "max_duration", "min_bpm", "max_bpm")
+FILTER_FIELDS = filters.PARAMS  # the filter inputs, from the filter table
 MAX_LIMIT = 100
 MAX_FILENAME = 255
 MAX_OFFSET = 10**9
@@ -70,30 +71,10 @@ def flag(source, name, default):
 
 def parse_filters(source):
     """A dict of index Filters fields (only those given); ``tags`` may be a list or a comma list."""
-    if not isinstance(source, dict):
-        raise UserError("filters must be an object")
-    filters = {}
-    for name in ("album", "artist"):
-        value = source.get(name)
-        if value not in (None, ""):
-            if not isinstance(value, str):
-                raise UserError(f"{name} must be text")
-            filters[name] = value.strip()
-    tags = source.get("tags")
-    if tags not in (None, "", []):
-        if isinstance(tags, str):
-            tags = tags.split(",")
-        if not isinstance(tags, list):
-            raise UserError("tags must be a list or a comma-separated text")
-        filters["tags"] = [str(tag).strip() for tag in tags if str(tag).strip()]
-    for name in ("min_duration", "max_duration", "min_bpm", "max_bpm"):
-        value = number(source, name, float, 0, MAX_OFFSET)
-        if value is not None:
-            filters[name] = value
-    for low, high in (("min_duration", "max_duration"), ("min_bpm", "max_bpm")):
-        if low in filters and high in filters and filters[low] > filters[high]:
-            raise UserError(f"{low} is larger than {high}")
-    return filters
+    try:
+        return filters.parse_filters(source)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def parse_search_options(source, nested_filters=False):

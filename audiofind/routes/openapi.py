@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 description of /api/v1, written by hand next to the routes it describes."""
 
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES
+from audiofind.index.filters import filters_model
 
 
 def _ref(name):
@@ -19,6 +20,14 @@ def _query(name, schema, description):
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+def _filter_query():
+    """The filters as query parameters (list filters as comma-separated text), from the filter table."""
+    for name, schema in FILTERS["properties"].items():
+        one = next(s for s in schema["anyOf"] if s.get("type") != "null" and s.get("type") != "array")
+        yield _query(name, dict(one), schema.get("description", ""))
+
+
+FILTERS = filters_model().model_json_schema()
 TRACK_ID = {"name": "track_id", "in": "path", "required": True, "schema": {"type": "string"}}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 ADMIN = [{"bearer": []}]
@@ -27,13 +36,7 @@ FILTER_QUERY = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}, "How many results."),
     _query("mode", {"type": "string", "enum": list(SEARCH_MODES), "default": DEFAULT_MODE},
            "auto (segments for an excerpt of a catalog track, else whole tracks), whole tracks or best segments."),
-    _query("album", {"type": "string"}, "Only this album."),
-    _query("artist", {"type": "string"}, "Only this artist."),
-    _query("tags", {"type": "string"}, "Comma-separated; every tag must be present."),
-    _query("min_duration", {"type": "number"}, "Seconds."),
-    _query("max_duration", {"type": "number"}, "Seconds."),
-    _query("min_bpm", {"type": "number"}, "Tempo lower bound."),
-    _query("max_bpm", {"type": "number"}, "Tempo upper bound."),
+    *_filter_query(),
     _query("per_album", {"type": "integer", "minimum": 1}, "At most this many results per album."),
     _query("per_artist", {"type": "integer", "minimum": 1}, "At most this many results per artist."),
     _query("collapse_versions", {"type": "boolean", "default": True}, "One result per group of versions."),
@@ -45,19 +48,7 @@ SCHEMAS = {
         "required": ["error", "message"],
         "properties": {"error": {"type": "string", "examples": ["not_audio"]}, "message": {"type": "string"}},
     },
-    "Filters": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "album": {"type": "string"},
-            "artist": {"type": "string"},
-            "tags": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
-            "min_duration": {"type": "number"},
-            "max_duration": {"type": "number"},
-            "min_bpm": {"type": "number"},
-            "max_bpm": {"type": "number"},
-        },
-    },
+    "Filters": FILTERS,
     "Track": {
         "type": "object",
         "required": ["track_id", "file"],
