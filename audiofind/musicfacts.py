@@ -3,7 +3,7 @@
 ``MusicFacts`` measures a track while its blocks stream through once, like ``audio.Analysis`` (and beside it:
 ``blocks = facts.tap(analysis.tap(blocks))``). Values come from short-time spectra:
 
-- key:    the track's chroma (librosa's chroma filters on ~370 ms frames, square-root compressed, summed)
+- key:    the track's chroma (55 Hz-2 kHz on ~370 ms frames, square-root compressed, summed)
           correlated with the 24 rotations of Temperley's major and minor key profiles; the best is the key,
           and its correlation's margin over the runner-up's is the confidence;
 - vocals: a sung voice's partials move with its vibrato (5-7.5 Hz) and its vowels' formants, while an
@@ -148,6 +148,20 @@ class Facts:
         }
 
 
+def chroma_filters(sample_rate: int, n_fft: int, low: float = 55.0, high: float = 2000.0) -> np.ndarray:
+    """(1 + n_fft // 2, 12) weights from FFT bins to pitch classes (C first): each bin between ``low`` and ``high``
+    (A1 to B6: the bass to the melody, few upper harmonics) shared between its two nearest semitones."""
+    frequencies = np.fft.rfftfreq(n_fft, 1 / sample_rate)
+    weights = np.zeros((len(frequencies), 12), np.float32)
+    used = np.flatnonzero((frequencies >= low) & (frequencies <= min(high, sample_rate / 2)))
+    semitones = 12 * np.log2(frequencies[used] / 440.0) + 9  # 0 = a C
+    below = np.floor(semitones)
+    fraction = semitones - below
+    weights[used, below.astype(int) % 12] += 1 - fraction
+    weights[used, (below.astype(int) + 1) % 12] += fraction
+    return weights
+
+
 def _band(frequencies, low, high):
     return np.flatnonzero((frequencies >= low) & (frequencies < high))
 
@@ -185,8 +199,6 @@ class MusicFacts:
     N_MELS = 40
 
     def __init__(self, sample_rate: int):
-        import librosa
-
         self.sample_rate = int(sample_rate)
         # ~90 ms frames every 20 ms for energy and vocals; ~370 ms frames every 93 ms for the chroma, whose
         # low notes need the frequency resolution (a semitone at 65 Hz is 4 Hz).
@@ -196,7 +208,7 @@ class MusicFacts:
         self._frequencies = np.fft.rfftfreq(self._short.n_fft, 1 / sample_rate)
         self._mel = mel_filters(sample_rate, self._short.n_fft, self.N_MELS, min(8000.0, sample_rate / 2))
         self._voice = _band(self._frequencies, *VOICE_BAND)
-        self._chroma = librosa.filters.chroma(sr=sample_rate, n_fft=self._long.n_fft).T.astype(np.float32)
+        self._chroma = chroma_filters(sample_rate, self._long.n_fft)
         self.chroma = np.zeros(12)
         self._frames = 0
         self._gated_power = 0.0

@@ -39,12 +39,15 @@ def midi_hz(note):
 
 
 def progression(tonic: int, mode: str, seconds: float = 8.0, sample_rate: int = 22050, timbre: str = "piano",
-                bpm: float = 100, seed: int = 0, drums: bool = False, noise_db: float = None) -> np.ndarray:
+                bpm: float = 100, seed: int = 0, drums: bool = False, noise_db: float = None,
+                chords=None) -> np.ndarray:
     """A chord progression in a key (tonic pitch class, 0 = C; mode 'major'|'minor'): a bass on the chord root,
-    the triad held for each bar, a melody of scale notes; optional drums and white noise (SNR in dB)."""
+    the triad held for each bar, a melody of scale notes; optional drums and white noise (SNR in dB).
+    ``chords``: roman numerals, one per bar (default: one of PROGRESSIONS, by seed)."""
     rng = np.random.default_rng([seed, tonic, mode == "minor"])
     triads = MAJOR_TRIADS if mode == "major" else MINOR_TRIADS
-    chords = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
+    chosen = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
+    chords = chords or chosen
     scale = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 11)
     harmonics = TIMBRES[timbre]
     base = 48 + tonic  # the C below middle C and up
@@ -115,7 +118,7 @@ def sung(tonic: int, mode: str, seconds: float = 8.0, sample_rate: int = 22050, 
         depth = vibrato_cents / 1200 * np.minimum(1, t / 0.25)  # vibrato grows in after the onset, as sung
         f0 = midi_hz(note) * 2 ** (depth * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)))
         phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-        source = sum(np.sin(h * phase) / h**2 for h in range(1, 40) if midi_hz(note) * h < sample_rate / 2.2)
+        source = sum(np.sin(h * phase) / h**2 for h in range(1, 40) if midi_hz(note) * h < min(5000, sample_rate / 2.2))
         voice = np.zeros(m)
         for formant, bandwidth in zip(VOWELS[rng.choice(list(VOWELS))], (80, 100, 120)):
             b, a = scipy.signal.iirpeak(formant, formant / bandwidth, fs=sample_rate)

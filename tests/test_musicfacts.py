@@ -18,7 +18,7 @@ def test_a_chord_progression_is_heard_in_its_key(tonic, mode, timbre):
 
 
 def test_c_major_is_named_c_major_or_its_relative_a_minor():
-    key = analyse(musicgen.progression(0, "major", 9.6, SR, "square", seed=3), SR).key
+    key = analyse(musicgen.progression(0, "major", 9.6, SR, "square", chords=["I", "IV", "V", "I"]), SR).key
     assert key.name in ("C major", "A minor")
     assert key.camelot[:-1] == "8"
 
