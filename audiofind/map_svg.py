@@ -88,10 +88,10 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
         counts = catalog_map.density_grid(coords[inside], (x0, y0, x1, y1), (columns, rows))
         top = np.log1p(counts.max())
         cw, ch = width / columns, height / rows
-        parts.append('<g class="density" fill="#4e79a7">')
+        parts.append('<g class="density" fill="#4e79a7" shape-rendering="crispEdges">')
         for r, c in zip(*np.nonzero(counts)):
             opacity = 0.08 + 0.6 * np.log1p(counts[r, c]) / top
-            parts.append(f'<rect x="{c * cw:.0f}" y="{r * ch:.0f}" width="{cw:.0f}" height="{ch:.0f}" '
+            parts.append(f'<rect x="{c * cw:.1f}" y="{r * ch:.1f}" width="{cw:.1f}" height="{ch:.1f}" '
                          f'fill-opacity="{opacity:.2f}"><title>{counts[r, c]} track{"s" if counts[r, c] > 1 else ""}</title></rect>')
         parts.append("</g>")
     radius = 2.5 if crowded else 4.0
