@@ -17,6 +17,8 @@ Usage: python bench/bench_map.py [--sizes 1000,10000,100000] [--aisfx] [--skip-s
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -59,21 +61,26 @@ def warm_up(method):
     return time.perf_counter() - start
 
 
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(method: str, n: int, save: str):
     vectors, _ = synthetic(n)
     compile_seconds = warm_up(method)
     before = peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     coords = catalog_map.fit_layout(vectors, method, threads=THREADS)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     peak = peak_rss_mb()
     sample = None if n <= SAMPLE else np.random.default_rng(1).choice(n, SAMPLE, replace=False)
     score = catalog_map.neighbour_preservation(vectors, coords, sample=sample)
     if save:
         np.save(save, coords)
-    print(json.dumps({"method": method, "n": n, "seconds": seconds, "compile_seconds": compile_seconds,
-                      "peak_mb": peak, "before_mb": before, "vectors_mb": vectors.nbytes / 2**20,
-                      "preservation": score}))
+    print(json.dumps({"method": method, "n": n, "seconds": seconds, "cpu_seconds": cpu,
+                      "compile_seconds": compile_seconds, "peak_mb": peak, "before_mb": before,
+                      "vectors_mb": vectors.nbytes / 2**20, "preservation": score, "load": os.getloadavg()[0]}))
 
 
 def run_child(method, n, save=""):
@@ -186,22 +193,26 @@ def main():
     parser.add_argument("--skip-music", action="store_true")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; {THREADS} threads per method", flush=True)
-    saved = None
-    if not args.skip_synthetic:
-        print("\n## Synthetic clustered 2048-d vectors")
-        print("| tracks | method | seconds | numba compile (once per process) | peak RSS MB (vectors MB) "
-              "| neighbour preservation @10 |\n| --- | --- | --- | --- | --- | --- |", flush=True)
-        for n in map(int, args.sizes.split(",")):
-            for method in args.methods.split(","):
-                save = str(DATA / f"map_coords_{method}_{n}.npy") if method == "umap" else ""
+    sizes = [int(n) for n in args.sizes.split(",")]
+    methods = args.methods.split(",")
+    header = ("| tracks | method | seconds (CPU seconds) | numba compile, once per process | peak RSS MB (vectors MB) "
+              "| neighbour preservation @10 | load average |\n| --- | --- | --- | --- | --- | --- | --- |")
+
+    def synthetic_rows(chosen):
+        for n in chosen:
+            for method in methods:
+                save = str(DATA / f"map_coords_{method}_{n}.npy") if n >= 100000 and method != "tsne" else ""
                 r = run_child(method, n, save)
                 if "error" in r:
-                    print(f"| {n:,} | {method} | failed: {r['error']} | | | |", flush=True)
+                    print(f"| {n:,} | {method} | failed: {r['error']} | | | | |", flush=True)
                     continue
-                if save:
-                    saved = save
-                print(f"| {n:,} | {method} | {r['seconds']:.1f} | {r['compile_seconds']:.0f} s | {r['peak_mb']:.0f} "
-                      f"({r['vectors_mb']:.0f}) | {r['preservation']:.3f} |", flush=True)
+                print(f"| {n:,} | {method} | {r['seconds']:.1f} ({r['cpu_seconds']:.0f}) | {r['compile_seconds']:.0f} s "
+                      f"| {r['peak_mb']:.0f} ({r['vectors_mb']:.0f}) | {r['preservation']:.3f} | {r['load']:.1f} |",
+                      flush=True)
+
+    if not args.skip_synthetic:
+        print("\n## Synthetic clustered 2048-d vectors\n" + header, flush=True)
+        synthetic_rows([n for n in sizes if n < 100000])
         vectors, _ = synthetic(10000)
         print("\n## Placement of 10 % new tracks, synthetic 10k (neighbour preservation of the placed; seconds)")
         for method in ("umap", "tsne"):
@@ -221,11 +232,15 @@ def main():
             for method in ("umap", "tsne"):
                 for how, (score, _) in placement(vectors, method).items():
                     print(f"- placement, {method}: {how}: {score:.3f}", flush=True)
-    saved = saved or next(iter(sorted(DATA.glob("map_coords_umap_100000.npy"))), None)
+    if not args.skip_synthetic and any(n >= 100000 for n in sizes):
+        print("\n## Synthetic, 100k\n" + header, flush=True)
+        synthetic_rows([n for n in sizes if n >= 100000])
+    saved = [p for p in (DATA / "map_coords_umap_100000.npy", DATA / "map_coords_pca_100000.npy") if p.exists()]
     if saved:
-        coords = np.load(saved)
+        coords = np.load(saved[0])
         rows, grid_seconds = bench_svg(coords)
-        print(f"\n## SVG at {len(coords):,} tracks (density grid of the whole map: {grid_seconds * 1000:.0f} ms)")
+        print(f"\n## SVG at {len(coords):,} tracks, {saved[0].name} (density grid of the whole map: "
+              f"{grid_seconds * 1000:.0f} ms)")
         for name, size, seconds, shown in rows:
             print(f"- {name}: {size / 1024:.0f} KiB, {seconds * 1000:.0f} ms, {shown} points as links")
 
