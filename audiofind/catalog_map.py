@@ -68,7 +68,8 @@ def coarse_view(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def fit_layout(vectors: np.ndarray, method: str = "umap", seed: int = 0, neighbours: int = 15,
                threads: Optional[int] = None) -> np.ndarray:
-    """A 2-D layout of all tracks, (N, 2) float32 in the unit square. ``method``: 'umap', 'tsne' or 'pca'."""
+    """A 2-D layout of all tracks, (N, 2) float32 in the unit square. ``method``: 'umap', 'tsne' or 'pca';
+    the same vectors and seed give the same map. ``threads``: for t-SNE (default 1)."""
     vectors = np.asarray(vectors, np.float32)
     n = len(vectors)
     if method not in METHODS:
@@ -79,8 +80,9 @@ def fit_layout(vectors: np.ndarray, method: str = "umap", seed: int = 0, neighbo
     if method == "umap":
         import umap
 
-        model = umap.UMAP(n_neighbors=neighbours, min_dist=0.1, metric="euclidean", random_state=seed,
-                          n_jobs=threads or 1, low_memory=True, verbose=False)
+        # A seed makes the map the same on every recompute, and umap-learn single-threaded (it says so).
+        model = umap.UMAP(n_neighbors=neighbours, min_dist=0.1, metric="euclidean", random_state=seed, n_jobs=1,
+                          low_memory=True, verbose=False)
         return unit_square(model.fit_transform(reduced))
     from openTSNE import TSNE
 

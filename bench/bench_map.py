@@ -5,14 +5,15 @@
   compilation, paid once per process, reported apart), peak resident memory, neighbour preservation
   (of each track's 10 nearest in the full space, the share that are among its 10 nearest on the map; on a
   1,000-track sample above 1k);
-- placement: a map fitted on 90 % of the tracks, the other 10 % placed by catalog_map.place (k-NN weighted)
+- placement (3,000 synthetic tracks, and the real music): a map fitted on 90 % of the tracks, the other 10 % placed by catalog_map.place (k-NN weighted)
   and by the method's own transform (umap.transform, openTSNE's prepare_partial + optimize); neighbour
   preservation of the placed tracks among all;
 - real music: the Wesnoth tracks (bench/data) cut into ~35 s pieces (6 windows of 10 s), each piece a point
   (its windows' track vector), embedded with dsp and, with --aisfx, the trained aisfx CNN;
 - the SVG: size and render time at 100k tracks (full view with density, and a zoomed view).
 
-Usage: python bench/bench_map.py [--sizes 1000,10000,100000] [--aisfx] [--skip-synthetic]
+Usage: python bench/bench_map.py [--sizes 1000,10000,100000] [--methods pca,umap,tsne] [--placement-size 3000]
+                                [--aisfx] [--skip-synthetic] [--skip-music]
 """
 
 import argparse
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from audiofind import catalog_map  # noqa: E402
 from bench.common import DATA, cpu_model, peak_rss_mb, wesnoth_tracks  # noqa: E402
 
-THREADS = 2
+THREADS = 2  # for t-SNE; umap-learn runs single-threaded when seeded
 SAMPLE = 1000
 
 
@@ -103,7 +104,7 @@ def placement(vectors, method, seed=0):
     if method == "umap":
         import umap
 
-        model = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed, n_jobs=THREADS, verbose=False)
+        model = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed, n_jobs=1, low_memory=True, verbose=False)
         base = model.fit_transform(reduced_old)
         start = time.perf_counter()
         own = model.transform(reduced_new)
@@ -191,6 +192,7 @@ def main():
     parser.add_argument("--aisfx", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-music", action="store_true")
+    parser.add_argument("--placement-size", type=int, default=3000)
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; {THREADS} threads per method", flush=True)
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -213,8 +215,9 @@ def main():
     if not args.skip_synthetic:
         print("\n## Synthetic clustered 2048-d vectors\n" + header, flush=True)
         synthetic_rows([n for n in sizes if n < 100000])
-        vectors, _ = synthetic(10000)
-        print("\n## Placement of 10 % new tracks, synthetic 10k (neighbour preservation of the placed; seconds)")
+        vectors, _ = synthetic(args.placement_size)
+        print(f"\n## Placement of 10 % new tracks, synthetic {args.placement_size:,} "
+              "(neighbour preservation of the placed; seconds)")
         for method in ("umap", "tsne"):
             for how, (score, seconds) in placement(vectors, method).items():
                 print(f"- {method}: {how}: {score:.3f}" + (f" ({seconds:.2f} s)" if seconds is not None else ""),
