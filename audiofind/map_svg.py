@@ -91,8 +91,9 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
         parts.append('<g class="density" fill="#4e79a7" shape-rendering="crispEdges">')
         for r, c in zip(*np.nonzero(counts)):
             opacity = 0.08 + 0.6 * np.log1p(counts[r, c]) / top
+            plural = "s" if counts[r, c] > 1 else ""
             parts.append(f'<rect x="{c * cw:.1f}" y="{r * ch:.1f}" width="{cw:.1f}" height="{ch:.1f}" '
-                         f'fill-opacity="{opacity:.2f}"><title>{counts[r, c]} track{"s" if counts[r, c] > 1 else ""}</title></rect>')
+                         f'fill-opacity="{opacity:.2f}"><title>{counts[r, c]} track{plural}</title></rect>')
         parts.append("</g>")
     radius = 2.5 if crowded else 4.0
     highlighted = [i for i, track in enumerate(ids) if track in highlight] if highlight else []

@@ -5,15 +5,16 @@
   compilation, paid once per process, reported apart), peak resident memory, neighbour preservation
   (of each track's 10 nearest in the full space, the share that are among its 10 nearest on the map; on a
   1,000-track sample above 1k);
-- placement (3,000 synthetic tracks, and the real music): a map fitted on 90 % of the tracks, the other 10 % placed by catalog_map.place (k-NN weighted)
+- placement (3,000 synthetic tracks, and the real music): a map fitted on 90 % of the tracks, the other
+  10 % placed by catalog_map.place (k-NN weighted)
   and by the method's own transform (umap.transform, openTSNE's prepare_partial + optimize); neighbour
   preservation of the placed tracks among all;
 - real music: the Wesnoth tracks (bench/data) cut into ~35 s pieces (6 windows of 10 s), each piece a point
   (its windows' track vector), embedded with dsp and, with --aisfx, the trained aisfx CNN;
 - the SVG: size and render time at 100k tracks (full view with density, and a zoomed view).
 
-Usage: python bench/bench_map.py [--sizes 1000,10000,100000] [--methods pca,umap,tsne] [--placement-size 3000]
-                                [--aisfx] [--skip-synthetic] [--skip-music]
+Usage: python bench/bench_map.py [--sizes 1000,10000,100000] [--methods pca,umap,tsne]
+                                [--placement-size 3000] [--aisfx] [--skip-synthetic] [--skip-music]
 """
 
 import argparse
@@ -208,7 +209,8 @@ def main():
                 if "error" in r:
                     print(f"| {n:,} | {method} | failed: {r['error']} | | | | |", flush=True)
                     continue
-                print(f"| {n:,} | {method} | {r['seconds']:.1f} ({r['cpu_seconds']:.0f}) | {r['compile_seconds']:.0f} s "
+                print(f"| {n:,} | {method} | {r['seconds']:.1f} ({r['cpu_seconds']:.0f}) "
+                      f"| {r['compile_seconds']:.0f} s "
                       f"| {r['peak_mb']:.0f} ({r['vectors_mb']:.0f}) | {r['preservation']:.3f} | {r['load']:.1f} |",
                       flush=True)
 
