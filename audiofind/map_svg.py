@@ -59,8 +59,8 @@ def _colours(n, categories, values, bands):
 def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1.0), url: str = "/tracks/{id}",
            categories: Optional[Sequence] = None, values: Optional[Sequence[float]] = None,
            bands: Optional[Sequence[float]] = None, titles: Optional[Sequence[str]] = None,
-           highlight: Optional[dict] = None, width: int = 800, height: int = 800, max_points: int = 1500,
-           density_cell: int = 12, seed: int = 0) -> str:
+           highlight: Optional[dict] = None, width: int = 800, height: int = 800, max_points: int = 1000,
+           density_cell: int = 16, seed: int = 0) -> str:
     """An ``<svg>`` of the map inside ``viewport`` = (x0, y0, x1, y1) in unit-square coordinates.
 
     ``ids``: one per point, put into ``url`` as ``{id}`` (URL-quoted) for each point's link.
@@ -91,9 +91,8 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
         parts.append('<g class="density" fill="#4e79a7" shape-rendering="crispEdges">')
         for r, c in zip(*np.nonzero(counts)):
             opacity = 0.08 + 0.6 * np.log1p(counts[r, c]) / top
-            plural = "s" if counts[r, c] > 1 else ""
             parts.append(f'<rect x="{c * cw:.1f}" y="{r * ch:.1f}" width="{cw:.1f}" height="{ch:.1f}" '
-                         f'fill-opacity="{opacity:.2f}"><title>{counts[r, c]} track{plural}</title></rect>')
+                         f'fill-opacity="{opacity:.2f}"/>')
         parts.append("</g>")
     radius = 2.5 if crowded else 4.0
     highlighted = [i for i, track in enumerate(ids) if track in highlight] if highlight else []
@@ -124,8 +123,9 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
     return "".join(parts)
 
 
-def _point(xy, track, title, url, colour, radius, origin, scale, css="point") -> str:
+def _point(xy, track, title, url, colour, radius, origin, scale, css=None) -> str:
     x, y = (xy[0] - origin[0]) * scale[0], (xy[1] - origin[1]) * scale[1]
     href = escape(url.format(id=quote(str(track), safe="")))
-    return (f'<a href="{href}" class="{css}"><circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:g}" fill="{colour}">'
+    css = f' class="{css}"' if css else ""  # plain points are styled through their group
+    return (f'<a href="{href}"{css}><circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:g}" fill="{colour}">'
             f'<title>{escape(str(title))}</title></circle></a>')
