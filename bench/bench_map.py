@@ -18,6 +18,7 @@ Usage: python bench/bench_map.py [--sizes 1000,10000,100000] [--methods pca,umap
 """
 
 import argparse
+import gzip
 import json
 import os
 import resource
@@ -176,7 +177,7 @@ def bench_svg(coords):
                                  url="/tracks/{id}", highlight={ids[0]: "reference", ids[1]: "result"})
             times.append(time.perf_counter() - start)
         shown = svg.count("<a ")
-        out.append((name, len(svg.encode()), min(times), shown))
+        out.append((name, len(svg.encode()), len(gzip.compress(svg.encode())), min(times), shown))
     start = time.perf_counter()
     catalog_map.density_grid(coords, (0, 0, 1, 1))
     grid_seconds = time.perf_counter() - start
@@ -246,8 +247,9 @@ def main():
         rows, grid_seconds = bench_svg(coords)
         print(f"\n## SVG at {len(coords):,} tracks, {saved[0].name} (density grid of the whole map: "
               f"{grid_seconds * 1000:.0f} ms)")
-        for name, size, seconds, shown in rows:
-            print(f"- {name}: {size / 1024:.0f} KiB, {seconds * 1000:.0f} ms, {shown} points as links")
+        for name, size, gzipped, seconds, shown in rows:
+            print(f"- {name}: {size / 1024:.0f} KiB ({gzipped / 1024:.0f} KiB gzipped), {seconds * 1000:.0f} ms, "
+                  f"{shown} points as links")
 
 
 if __name__ == "__main__":
