@@ -66,7 +66,7 @@ def coarse_view(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     return unit_square(principal_components(vectors, 2, seed)(vectors))
 
 
-def fit_layout(vectors: np.ndarray, method: str = "umap", seed: int = 0, neighbours: int = 15,
+def fit_layout(vectors: np.ndarray, method: str = "tsne", seed: int = 0, neighbours: int = 15,
                threads: Optional[int] = None) -> np.ndarray:
     """A 2-D layout of all tracks, (N, 2) float32 in the unit square. ``method``: 'umap', 'tsne' or 'pca';
     the same vectors and seed give the same map. ``threads``: for t-SNE (default 1)."""
