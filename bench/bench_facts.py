@@ -4,7 +4,8 @@
   each clean, with drums, and with drums and white noise at 10 dB SNR; exact key, relative, fifth and
   parallel errors, mode accuracy, accuracy above the median confidence;
 - vocals: formant-synthesised sung vowels with vibrato over an accompaniment (at 0, -6 and -12 dB to it)
-  against the accompaniment alone, and two hard cases: a voice without vibrato, an instrument with vibrato.
+  against the accompaniment alone, a voice without vibrato, and the accompaniment with a second (saw) chord
+  part. An instrument played with vibrato is not among the cases (it would be heard as a voice).
   The threshold is chosen on seeds 0-3 (balanced accuracy) and measured on seeds 10-15;
 - energy: stems (chords, bass, drums) mixed at known levels; Spearman correlation of energy with the level,
   and the fraction of pairs ordered as the levels are;
