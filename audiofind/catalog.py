@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from audiofind import audio, versions
+from audiofind import audio, musicfacts, versions
 from audiofind.config import data_dir
 from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Track
 from audiofind.storage.base import StorageError, content_type_for
@@ -84,7 +84,7 @@ class Catalog:
         if existing is not None:
             return _outcome_of(existing, track_id)
         self._check_embedder()
-        embedding, analysis = self._embed(path)
+        embedding, analysis, facts = self._embed(path)
         embedder = self.embedder
         version_of = self.find_version(embedding.windows, embedding.window_vectors)
 
@@ -102,7 +102,7 @@ class Catalog:
             group_id=version_of.group_id if version_of else track_id,
             created_at=time.time(),
         )
-        track = self._measured(track, _split_tags(metadata.get("tags", "")), embedding, analysis)
+        track = self._measured(track, _split_tags(metadata.get("tags", "")), embedding, analysis, facts)
         # The key's extension is the format the file really is (a name may say .html, or nothing).
         suffix = audio.FORMAT_SUFFIXES.get(info.format)
         track.storage_key = self.storage.new_key("track" + suffix if suffix else file)
@@ -121,10 +121,12 @@ class Catalog:
         return IngestOutcome("added", track, version_of.track_id if version_of else None)
 
     def _embed(self, path):
+        """(embedding, analysis, musical facts) of a file decoded once."""
         analysis = audio.Analysis(self.embedder.sample_rate)
+        facts = musicfacts.MusicFacts(self.embedder.sample_rate)
         blocks = audio.stream(path, self.embedder.sample_rate, max_duration=self.config["MAX_DURATION"])
-        embedding = self.embedder.embed(audio.prefetch(analysis.tap(blocks)))  # decoded beside the embedder
-        return embedding, analysis
+        embedding = self.embedder.embed(audio.prefetch(facts.tap(analysis.tap(blocks))))  # decoded beside it
+        return embedding, analysis, facts.finish(tags=embedding.tags)
 
     def reindex(self, progress=lambda done, total: None) -> list:
         """Re-embed every track with the configured embedder, keeping ids and metadata; returns the failures.
@@ -153,13 +155,13 @@ class Catalog:
                 continue
             try:
                 with self.storage.local_copy(track.storage_key) as path:
-                    embedding, analysis = self._embed(path)
+                    embedding, analysis, facts = self._embed(path)
             except (audio.AudioError, StorageError) as error:
                 failed.append(f"{track.file}: {error}")
                 kept.append(track.to_dict())
                 continue
             free_tags = [tag for tag in track.tags if tag not in {label for label, _ in track.labels}]
-            track = self._measured(track, free_tags, embedding, analysis)
+            track = self._measured(track, free_tags, embedding, analysis, facts)
             self.index.add(track, embedding.vector, embedding.windows, embedding.window_vectors)
             self.pm.hook.after_ingest(track=track, catalog=self)
         progress(len(entries), len(entries))
@@ -169,8 +171,9 @@ class Catalog:
             manifest.unlink()
         return failed
 
-    def _measured(self, track: Track, free_tags: list, embedding, analysis) -> Track:
-        """The track with what the embedder and the analysis measured; the model's top labels become tags too."""
+    def _measured(self, track: Track, free_tags: list, embedding, analysis, facts) -> Track:
+        """The track with what the embedder, the analysis and the musical facts measured; the model's top labels
+        become tags too."""
         labels = [[label, round(float(score), 4)] for label, score in embedding.tags]
         return replace(
             track,
@@ -180,6 +183,7 @@ class Catalog:
             tags=_merge_tags(free_tags, [label for label, _ in labels[:3]]),
             bpm=analysis.bpm,
             envelope=analysis.envelope,
+            **musicfacts.track_fields(facts),
         )
 
     def find_version(self, windows, window_vectors) -> Optional[Track]:

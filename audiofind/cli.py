@@ -12,10 +12,10 @@ from audiofind import logs
 from audiofind.audio import AudioError
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES
 from audiofind.config import ConfigError, load_config
-from audiofind.display import clock
+from audiofind.display import clock, energy
 from audiofind.embedders.base import EmbedderUnavailable, describe
 from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable
-from audiofind.index.filters import MAX_NUMBER, PARAMS, PUBLIC_FIELDS
+from audiofind.index.filters import MAX_NUMBER, PARAMS, PUBLIC_FIELDS, parse_filters
 from audiofind.jobs.worker import run_worker
 from audiofind.migrate import migrate as run_migrations
 from audiofind.moveup import move_up as run_move_up
@@ -183,7 +183,8 @@ def search_options(command):
 
 
 def _search_kwargs(opts) -> dict:
-    filters = Filters(**{p: list(opts[p]) if isinstance(opts[p], tuple) else opts[p] for p in PARAMS})
+    # through the parsing the API and the form use (it expands compatible keys)
+    filters = Filters(**parse_filters({p: list(opts[p]) if isinstance(opts[p], tuple) else opts[p] for p in PARAMS}))
     return dict(
         limit=opts["limit"],
         mode=opts["mode"],
@@ -195,7 +196,7 @@ def _search_kwargs(opts) -> dict:
 
 
 JSON_FIELDS = ("rank", "track_id", "file", "title", "artist", "album", "score", "match_start", "match_end",
-               "duration", "bpm", "tags", "versions")
+               "duration", "bpm", "tags", "versions", "key", "camelot", "vocals", "energy")
 
 
 def print_results(results, as_json):
@@ -211,7 +212,8 @@ def print_results(results, as_json):
         if r["artist"]:
             name = f"{r['artist']} - {name}"
         versions = f"  (+{r['versions'] - 1} versions)" if r.get("versions", 1) > 1 else ""
-        click.echo(f"{r['rank']:>3}  {r['score']:.3f}  {where:>11}  {name}  [{r['track_id']}]{versions}")
+        facts = f"{r.get('key') or '–'}, {r.get('vocals') or '–'}, energy {energy(r.get('energy'))}"
+        click.echo(f"{r['rank']:>3}  {r['score']:.3f}  {where:>11}  {name}  [{r['track_id']}]  ({facts}){versions}")
 
 
 @cli.command()

@@ -15,9 +15,15 @@ def percent(score):
     return "–" if score is None else f"{max(0.0, float(score)) * 100:.0f}%"
 
 
-def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300, height=44, bars=90):
+def energy(value):
+    return "–" if value is None else f"{float(value):.2f}"
+
+
+def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300, height=44, bars=90,
+                 energy=None):
     """Coordinates for a server-rendered loudness picture: one bar per slice of time (the loudest moment in
-    it), drawn as a single stroked path, and the best-matching region to highlight."""
+    it), drawn as a single stroked path, the best-matching region to highlight, and the track's energy (0..1)
+    as the height of a line across it (``energy_y``, None when unknown), on the bars' scale."""
     values = tuple(envelope or ())
     region = None
     if duration and match_start is not None:
@@ -26,7 +32,8 @@ def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300
         w = max(width * (min(end, duration) - match_start) / duration, 2.0)
         region = {"x": round(x, 1), "width": round(min(w, width - x), 1)}
     path, bar = _bars(values, width, height, bars)
-    return {"width": width, "height": height, "path": path, "bar": bar, "region": region}
+    energy_y = None if energy is None else round(height / 2 - min(1.0, max(0.0, energy)) * (height / 2 - 2), 1)
+    return {"width": width, "height": height, "path": path, "bar": bar, "region": region, "energy_y": energy_y}
 
 
 @lru_cache(maxsize=4096)

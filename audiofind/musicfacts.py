@@ -105,6 +105,32 @@ def compatible_keys(tonic: int, mode: str) -> list:
     ]
 
 
+KEY_NAMES = tuple(f"{tonic} {mode}" for mode in ("major", "minor") for tonic in PITCH_CLASSES)
+VOCALS = ("vocal", "instrumental")
+
+
+def compatible_camelots(keys) -> list:
+    """The Camelot codes of the keys that mix with any of ``keys`` (names or codes, see ``parse_key``): each
+    key, its relative, a fifth up and down. A text that names no key is kept as it is (it matches no track)."""
+    codes = []
+    for text in keys:
+        try:
+            codes += [camelot(*key) for key in compatible_keys(*parse_key(text))]
+        except ValueError:
+            codes.append(text)
+    return list(dict.fromkeys(codes))
+
+
+def track_fields(facts: "Facts") -> dict:
+    """What a catalog Track stores of ``facts`` (its filter fields: index/filters.py)."""
+    return {
+        "key": facts.key.name if facts.key else "",
+        "camelot": facts.key.camelot if facts.key else "",
+        "vocals": "vocal" if facts.vocal else "instrumental",
+        "energy": round(facts.energy, 3),
+    }
+
+
 def estimate_key(chroma: np.ndarray) -> Optional[Key]:
     """The key of a 12-bin chroma profile (C first); None when it holds no pitch at all."""
     chroma = np.asarray(chroma, dtype=np.float64)

@@ -41,6 +41,11 @@ class Track:
     group_id: str = ""  # tracks that are versions of each other share it; a track alone has its own id
     envelope: list = field(default_factory=list)  # loudness over time, 0..1, a few hundred points
     created_at: float = 0.0
+    # Musical facts (audiofind/musicfacts.py): empty / None for tracks ingested before them
+    key: str = ""  # "A minor"
+    camelot: str = ""  # its Camelot code, "8A"
+    vocals: str = ""  # "vocal" | "instrumental"
+    energy: Optional[float] = None  # 0..1
 
     def to_dict(self) -> dict:
         # Shallow on purpose: asdict() deep-copies the envelope, which dominates result rendering.
@@ -113,6 +118,19 @@ class Index:
     # -- vectors
     def track_vector(self, track_id: str) -> np.ndarray:
         raise NotImplementedError
+
+    def all_vectors(self) -> tuple:
+        """(track ids, track vectors (N, dim) float32) of every track, for the catalog map. This default reads
+        them track by track; backends override it with one read."""
+        ids = []
+        while len(ids) < self.count():
+            page = self.list(len(ids), 500)
+            if not page:
+                break
+            ids.extend(track.track_id for track in page)
+        dim = (self.embedder_identity() or {}).get("dim", 0)
+        vectors = np.stack([self.track_vector(i) for i in ids]) if ids else np.zeros((0, dim), np.float32)
+        return ids, vectors
 
     def segments(self, track_id: str) -> tuple:
         """(windows (n, 2), window_vectors (n, window_dim)) of one track."""

@@ -17,9 +17,11 @@ Kinds (what a track must satisfy; a missing value never passes a set filter):
 """
 
 from dataclasses import dataclass, field, make_dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
+
+from audiofind import musicfacts
 
 MAX_NUMBER = 10**9
 
@@ -37,7 +39,8 @@ class FilterField:
     high: float = MAX_NUMBER
     step: float = 1  # range: the form's step
     unit: str = ""  # range: shown after the value on the track page and in the form's legend
-    display: str = "text"  # the track page: text | tags | clock | integer | number
+    display: str = "text"  # the track page: text | tags | clock | integer | number | camelot
+    expand: Optional[Callable] = None  # one_of: the given texts -> the set of values that match them
 
     @property
     def public(self) -> bool:
@@ -148,6 +151,8 @@ class FilterField:
             if not isinstance(value, list):
                 raise ValueError(f"{param} must be a list or a comma-separated text")
             value = [str(v).strip() for v in value if str(v).strip()]
+            if self.expand and value:
+                value = self.expand(value)
             return {param: value} if value else {}
         if not isinstance(value, str):
             raise ValueError(f"{param} must be text")
@@ -180,6 +185,14 @@ FILTER_FIELDS = (
                 display="tags"),
     FilterField("duration", "range", "Duration", "this long", unit="seconds", display="clock"),
     FilterField("bpm", "range", "Tempo", "this fast", unit="BPM", display="integer"),
+    # Musical facts (audiofind/musicfacts.py); tracks ingested before them have none until `audiofind reindex`.
+    FilterField("key", "exact", "Key", "in this key", choices=musicfacts.KEY_NAMES),
+    FilterField("camelot", "one_of", "Compatible keys", "in a key that mixes with one of these (the key, its "
+                "relative, a fifth up or down; key names or Camelot codes)", param="compatible_keys",
+                option="--compatible-key", display="camelot", expand=musicfacts.compatible_camelots),
+    FilterField("vocals", "exact", "Vocals", "with or without singing", choices=musicfacts.VOCALS),
+    FilterField("energy", "range", "Energy", "this energetic (0 calm, 1 intense)", low=0, high=1, step=0.05,
+                display="number"),
 )
 PUBLIC_FIELDS = tuple(f for f in FILTER_FIELDS if f.public)
 PARAMS = tuple(p for f in PUBLIC_FIELDS for p in f.params)  # what users may set, in the table's order

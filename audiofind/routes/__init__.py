@@ -7,7 +7,8 @@ from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
 from audiofind import health, logs
-from audiofind.display import clock, envelope_svg, percent
+from audiofind.display import clock, energy, envelope_svg, percent
+from audiofind.musicfacts import compatible_camelots
 from audiofind.index.base import IndexUnavailable
 from audiofind.index.filters import PUBLIC_FIELDS
 from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
@@ -37,9 +38,9 @@ def register_blueprints(app):
 
     app.jinja_env.globals.update(
         envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok",
-        filter_fields=PUBLIC_FIELDS, zip=zip,
+        filter_fields=PUBLIC_FIELDS, zip=zip, compatible_camelots=compatible_camelots,
     )
-    app.jinja_env.filters.update(clock=clock, percent=percent)
+    app.jinja_env.filters.update(clock=clock, percent=percent, energy=energy)
 
 
 def _set_request_id():

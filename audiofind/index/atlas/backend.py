@@ -378,6 +378,13 @@ class AtlasIndex(Index):
             raise KeyError(track_id)
         return from_bson_vector(doc["vector"])
 
+    def all_vectors(self):
+        with self._guard():
+            docs = list(self.db["tracks"].find({}, {"vector": 1}))
+        dim = (self.embedder_identity() or {}).get("dim", 0)
+        vectors = np.stack([from_bson_vector(d["vector"]) for d in docs]) if docs else np.zeros((0, dim), np.float32)
+        return [d["_id"] for d in docs], vectors
+
     def segments(self, track_id):
         with self._guard():
             fields = {"start": 1, "end": 1, "vector": 1}

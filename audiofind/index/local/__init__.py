@@ -157,6 +157,12 @@ class LocalIndex(AnnSearch, Store, Index):
             self._snapshot = new
             return new
 
+    def all_vectors(self) -> tuple:
+        snap = self._refresh()
+        if not len(snap):
+            return [], np.zeros((0, (self.embedder_identity() or {}).get("dim", 0)), np.float32)
+        return list(snap.track_ids), np.array(snap.maps[0][snap.vec_row], dtype=np.float32)
+
     # -- search
     def _query(self, vector, dim, what):
         q = np.asarray(vector, dtype=np.float32)
