@@ -148,10 +148,17 @@ def place(new_vectors: np.ndarray, vectors: np.ndarray, coords: np.ndarray, k: i
     if len(vectors) == 0:
         return np.full((len(new_vectors), 2), 0.5, np.float32)
     indices, similarities = nearest(new_vectors, vectors, k)
+    return from_neighbours(similarities, coords[indices])
+
+
+def from_neighbours(similarities: np.ndarray, neighbour_coords: np.ndarray) -> np.ndarray:
+    """``place``'s positions (M, 2) from each new track's neighbours: their similarities (M, k), best first,
+    and map positions (M, k, 2). A search index that found the neighbours gives them without all the vectors."""
+    similarities = np.asarray(similarities, np.float32)
     weights = similarities - similarities[:, -1:] + 1e-3
     weights = np.where(similarities[:, :1] >= 0.9999, (similarities >= 0.9999).astype(np.float32), weights)
     weights = weights / weights.sum(axis=1, keepdims=True)
-    return np.einsum("mk,mkd->md", weights, coords[indices]).astype(np.float32)
+    return np.einsum("mk,mkd->md", weights, np.asarray(neighbour_coords, np.float32)).astype(np.float32)
 
 
 def in_viewport(coords: np.ndarray, viewport) -> np.ndarray:

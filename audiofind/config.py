@@ -67,6 +67,9 @@ DEFAULTS = {
     "MOVE_UP_BATCH": 50,
     # Local index: exact search up to this many tracks (and window rows, for segment search), then HNSW.
     "ANN_THRESHOLD": 20000,
+    # The catalog map's layout (catalog_map.fit_layout: tsne, umap or pca) and its job's time limit.
+    "MAP_METHOD": "tsne",
+    "MAP_JOB_TIMEOUT": 4 * 3600,
     # Load the plugins installed under the `audiofind` entry-point group (false: the built-ins only).
     "ENTRY_POINT_PLUGINS": True,
 }
@@ -76,7 +79,8 @@ MINIMUMS = {key: 1 for key, value in DEFAULTS.items() if type(value) is int} | {
     "JOB_RETRIES": 0, "MAX_DURATION": 1.0, "MIN_DURATION": 0.0,
 }
 CHOICES = {"PANNS_ENGINE": ("auto", "winograd", "onnx", "torch"),
-           "PANNS_PRECISION": ("auto", "float32", "bfloat16", "float16", "int8")}
+           "PANNS_PRECISION": ("auto", "float32", "bfloat16", "float16", "int8"),
+           "MAP_METHOD": ("tsne", "umap", "pca")}
 
 
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

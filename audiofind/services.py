@@ -36,6 +36,13 @@ class Services:
         return Catalog(self.config, self.pm, index=self.index, storage=self.storage, embedder=lambda: self.embedder)
 
     @cached_property
+    def map_store(self):
+        """Where the catalog map is kept (map_store.py), with the index's catalog; None for an index without one."""
+        from audiofind import map_store
+
+        return map_store.for_index(self.index)
+
+    @cached_property
     def redis(self) -> Redis:
         """The job queue's Redis client (its pool connects lazily, so it is safe to create before a fork)."""
         url = self.config.get("REDIS_URL")

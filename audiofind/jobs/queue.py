@@ -81,6 +81,36 @@ def enqueue_metadata_import(services, key, filename):
     )
 
 
+MAP_JOB_KEY = "audiofind:map-job"  # the id of the latest map job
+
+
+def enqueue_map(services):
+    """The map job ("recompute the map"); while one is queued or running, that one rather than a second."""
+    running = latest_map_job(services)
+    if running and running["status"] in ("queued", "started"):
+        return running["id"]
+    job_id = str(uuid.uuid4())
+    try:
+        get_queue(services, INGEST_QUEUE).enqueue_call(
+            "audiofind.jobs.catalog_map.run_map_layout", job_id=job_id,
+            timeout=int(services.config.get("MAP_JOB_TIMEOUT", 4 * 3600)), result_ttl=INGEST_RESULT_TTL,
+            failure_ttl=FAILURE_TTL, meta={"stage": "queued", "request_id": logs.request_id.get(), "kind": "map"},
+        )
+        services.redis.set(MAP_JOB_KEY, job_id)
+    except redis.RedisError as error:
+        raise queue_unavailable(error) from error
+    return job_id
+
+
+def latest_map_job(services):
+    """job_status of the latest map job, or None."""
+    try:
+        job_id = services.redis.get(MAP_JOB_KEY)
+    except redis.RedisError as error:
+        raise queue_unavailable(error) from error
+    return job_status(services, job_id.decode(), kind="map") if job_id else None
+
+
 def job_status(services, job_id, kind=None):
     """{id, kind, status, stage, result, error} of a job, or None when unknown (or of another kind)."""
     try:
