@@ -1,7 +1,12 @@
 """The search job: embed an uploaded reference file, search the catalog, delete the upload."""
 
+import logging
+
+from audiofind import map_store
 from audiofind.index.base import Filters
-from audiofind.jobs._common import job_services, set_stage, upload_copy, user_errors
+from audiofind.jobs._common import current_job, job_services, set_stage, upload_copy, user_errors
+
+logger = logging.getLogger(__name__)
 
 
 def run_search(key, options):
@@ -20,7 +25,22 @@ def run_search(key, options):
             query = catalog.embed_query(path, start=start, end=end)
         set_stage("searching")
         results = catalog.search_embedding(query.vector, query.window_vectors, query.windows, filters=filters, **options)
+        _place_reference(services, query.vector)
         return [_plain(result) for result in results]
+
+
+def _place_reference(services, vector):
+    """Where the reference sits on the catalog map, in job.meta["map_position"] ([x, y] on the layout, [x, y] on
+    the coarse view), for the map page to draw it; nothing without a map, and never a failed search."""
+    job = current_job()
+    try:
+        stored = services.map_store.load() if job is not None and services.map_store is not None else None
+        found = map_store.position(services.index, stored, vector) if stored is not None else None
+        if found is not None:
+            job.meta["map_position"] = [[float(v) for v in found[0]], [float(v) for v in found[1]]]
+            job.save_meta()
+    except Exception:
+        logger.exception("could not place the search's reference on the catalog map")
 
 
 def _plain(result):
