@@ -60,14 +60,17 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
            categories: Optional[Sequence] = None, values: Optional[Sequence[float]] = None,
            bands: Optional[Sequence[float]] = None, titles: Optional[Sequence[str]] = None,
            highlight: Optional[dict] = None, width: int = 800, height: int = 800, max_points: int = 1000,
-           density_cell: int = 16, seed: int = 0) -> str:
+           density_cell: int = 16, seed: int = 0, underlay: str = "", marks: Sequence = ()) -> str:
     """An ``<svg>`` of the map inside ``viewport`` = (x0, y0, x1, y1) in unit-square coordinates.
 
     ``ids``: one per point, put into ``url`` as ``{id}`` (URL-quoted) for each point's link.
     Colour by ``categories`` (one per point; the 10 commonest get colours, the rest grey) or by ``values``
     in ``bands`` (ascending edges; default 8 equal bands over the range). ``titles``: tooltip per point
     (default the id). ``highlight``: {id: "reference" | "result"}, drawn on top, always. Points beyond
-    ``max_points`` in view: a density layer of ``density_cell``-pixel cells, and a stable subset of points."""
+    ``max_points`` in view: a density layer of ``density_cell``-pixel cells, and a stable subset of points.
+    ``underlay``: the caller's SVG markup under the points (in pixels, e.g. links that zoom into a region).
+    ``marks``: [(xy in unit-square coordinates, title)] drawn on top as the reference's mark, not links (a
+    search's reference file is no catalog track)."""
     coords = np.asarray(coords, np.float32)
     x0, y0, x1, y1 = (float(v) for v in viewport)
     if not (x1 > x0 and y1 > y0):
@@ -82,7 +85,7 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
              f'width="{width}" height="{height}" data-viewport="{x0:g} {y0:g} {x1:g} {y1:g}" '
              f'data-tracks="{len(inside)}" data-shown="{len(shown)}" role="img">',
              f'<title>Catalog map: {len(inside)} tracks in view</title>',
-             f'<rect width="{width}" height="{height}" fill="#fafafa"/>']
+             f'<rect width="{width}" height="{height}" fill="#fafafa"/>', underlay]
     if crowded:
         columns, rows = max(1, width // density_cell), max(1, height // density_cell)
         counts = catalog_map.density_grid(coords[inside], (x0, y0, x1, y1), (columns, rows))
@@ -111,6 +114,14 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
             colour, r = HIGHLIGHT.get(highlight[ids[i]], HIGHLIGHT["result"])
             parts.append(_point(coords[i], ids[i], titles[i] if titles else ids[i], url, colour, r, (x0, y0),
                                 (sx, sy), css=highlight[ids[i]]))
+        parts.append("</g>")
+    if len(marks):
+        colour, r = HIGHLIGHT["reference"]
+        parts.append('<g class="marks" stroke="#ffffff" stroke-width="1.5">')
+        for xy, title in marks:
+            x, y = (xy[0] - x0) * sx, (xy[1] - y0) * sy
+            parts.append(f'<circle class="reference" cx="{x:.1f}" cy="{y:.1f}" r="{r:g}" fill="{colour}">'
+                         f'<title>{escape(str(title))}</title></circle>')
         parts.append("</g>")
     if legend:
         parts.append('<g class="legend" font-family="sans-serif" font-size="11">')

@@ -126,6 +126,8 @@ def job_status(services, job_id, kind=None):
     status = getattr(status, "value", status) or "queued"
     info = {"id": job.id, "kind": meta.get("kind"), "file": meta.get("file"), "status": status,
             "stage": meta.get("stage"), "result": None, "error": None}
+    if meta.get("map_position"):  # a search's reference on the catalog map (jobs/search.py)
+        info["map_position"] = meta["map_position"]
     if status in ("scheduled", "deferred"):  # waiting for a retry: still in progress for the user
         info["status"] = "queued"
     elif status == "finished":
