@@ -155,13 +155,13 @@ def filter_options():
             for param, side in zip(f.params, ("at least", "at most")):
                 bounds = click.FloatRange(f.low, None if f.high >= MAX_NUMBER else f.high)
                 yield click.option("--" + param.replace("_", "-"), param, type=bounds,
-                                   help=f"Only tracks {side} {f.help} ({f.unit}).")
+                                   help=f"Only tracks {side} {f.help}{f' ({f.unit})' if f.unit else ''}.")
         elif f.is_list:
             yield click.option(f.option or f"--{f.name}", f.params[0], multiple=True,
                                help=f"Only tracks {f.help} (repeatable).")
         else:
-            yield click.option(f"--{f.name}", f.params[0], default="", help=f"Only tracks {f.help}.",
-                               type=click.Choice(f.choices) if f.choices else str)
+            yield click.option(f"--{f.name}", f.params[0], default=None if f.choices else "",
+                               help=f"Only tracks {f.help}.", type=click.Choice(f.choices) if f.choices else str)
 
 
 def search_options(command):
