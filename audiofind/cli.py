@@ -160,7 +160,7 @@ def filter_options():
             yield click.option(f.option or f"--{f.name}", f.params[0], multiple=True,
                                help=f"Only tracks {f.help} (repeatable).")
         else:
-            yield click.option(f"--{f.name}", f.params[0], default=None if f.choices else "",
+            yield click.option("--" + f.params[0].replace("_", "-"), f.params[0], default=None if f.choices else "",
                                help=f"Only tracks {f.help}.", type=click.Choice(f.choices) if f.choices else str)
 
 

@@ -123,7 +123,7 @@ def test_open_the_map_zoom_in_click_a_point_then_filter_a_search_by_key_and_inst
         # A search filtered by key and "instrumental": every result shown matches both.
         page.goto(server + "/")
         page.locator("#filters summary").click()
-        page.select_option("select[name=key]", "A minor")
+        page.select_option("select[name=musical_key]", "A minor")
         page.select_option("select[name=vocals]", "instrumental")
         reference = audio_dir / "reference.wav"
         audiogen.write(reference, musicgen.progression(9, "minor", 6.0, SR, "saw", seed=99), SR, "WAV")

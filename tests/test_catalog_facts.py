@@ -55,7 +55,7 @@ def titles(html):
 def test_more_like_this_filters_by_key_compatible_keys_vocals_and_energy(client, catalog):
     tracks = by_title(catalog)
     song = tracks["Song"]["track_id"]
-    assert titles(text(client.get(f"/tracks/{song}/similar?key=A+minor"))) == {"Saw"}
+    assert titles(text(client.get(f"/tracks/{song}/similar?musical_key=A+minor"))) == {"Saw"}
     # C major mixes with A minor (its relative), G major and F major; not with F# minor
     assert titles(text(client.get(f"/tracks/{song}/similar?compatible_keys=C+major"))) == {"Saw", "Piano"}
     assert titles(text(client.get(f"/tracks/{song}/similar?compatible_keys=8B"))) == {"Saw", "Piano"}
@@ -84,12 +84,12 @@ def test_a_track_from_before_the_facts_is_kept_out_of_facts_filters_shown_as_das
     old = by_title(catalog)["Saw"]["track_id"]
     catalog.index.update(old, {"key": "", "camelot": "", "vocals": "", "energy": None})
     song = by_title(catalog)["Song"]["track_id"]
-    for query in ("key=A+minor", "compatible_keys=Am", "vocals=instrumental", "min_energy=0", "max_energy=1"):
+    for query in ("musical_key=A+minor", "compatible_keys=Am", "vocals=instrumental", "min_energy=0", "max_energy=1"):
         assert "Saw" not in titles(text(client.get(f"/tracks/{song}/similar?{query}"))), query
     html = text(client.get(f"/tracks/{song}/similar"))
     saw = html[html.index(">Saw</a>"):]
     assert '<span class="key" title="Key">–</span>' in saw[:3000] and "energy –" in saw[:3000]
-    assert "Saw" not in {r["title"] for r in catalog.similar(song, filters=Filters(**parse_filters({"key": "A minor"})))}
+    assert "Saw" not in {r["title"] for r in catalog.similar(song, filters=Filters(**parse_filters({"musical_key": "A minor"})))}
     assert catalog.reindex() == []
     again = by_title(catalog)["Saw"]
     assert again["key"] == "A minor" and again["vocals"] == "instrumental" and again["energy"] is not None

@@ -32,7 +32,7 @@ class FilterField:
     kind: str  # exclude | exact | one_of | every | range
     label: str = ""  # for the form, the track page and the CLI help
     help: str = ""  # the sentence after "Only tracks ..." in the CLI help and the API description
-    param: str = ""  # the Filters parameter of an exclude / every / one_of field (default: the name)
+    param: str = ""  # the Filters parameter (and input) when it is not the name
     option: str = ""  # the CLI option of a list field (e.g. --tag, repeatable), default --<name>
     choices: tuple = ()  # exact: the allowed values
     low: float = 0  # range: the bounds a value must lie in
@@ -186,7 +186,8 @@ FILTER_FIELDS = (
     FilterField("duration", "range", "Duration", "this long", unit="seconds", display="clock"),
     FilterField("bpm", "range", "Tempo", "this fast", unit="BPM", display="integer"),
     # Musical facts (audiofind/musicfacts.py); tracks ingested before them have none until `audiofind reindex`.
-    FilterField("key", "exact", "Key", "in this key", choices=musicfacts.KEY_NAMES),
+    # "key" is the upload's in the search form and the API: the key filter's input is "musical_key"
+    FilterField("key", "exact", "Key", "in this key", param="musical_key", choices=musicfacts.KEY_NAMES),
     FilterField("camelot", "one_of", "Compatible keys", "in a key that mixes with one of these (the key, its "
                 "relative, a fifth up or down; key names or Camelot codes)", param="compatible_keys",
                 option="--compatible-key", display="camelot", expand=musicfacts.compatible_camelots),
