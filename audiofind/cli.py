@@ -13,8 +13,7 @@ from audiofind.embedders.base import EmbedderUnavailable
 from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable
 from audiofind.routes import clock
 from audiofind.storage.base import StorageError
-
-AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".mp4"}
+from audiofind.upload_policy import AUDIO_SUFFIXES
 USER_ERRORS = (AudioError, EmbedderUnavailable, EmbedderMismatch, IndexUnavailable, StorageError, ValueError)
 
 
