@@ -7,13 +7,29 @@ from flask import jsonify, make_response, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from audiofind import health, logs
+from audiofind.routes.errors import UserError, error
+from audiofind.routes.htmx import htmx, toast
 
+# htmx itself, from a Python package pinned to one exact version (pyproject.toml): a new major changes behaviour.
 HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")
+# What a job or an upload is doing, as the page says it: the templates read STAGES, app.js reads them from the
+# page (data-stages); the job stages are those the jobs set (jobs/_common.set_stage).
+STAGES = {
+    "waiting": "Waiting to upload…",
+    "uploading": "Uploading…",
+    "queued": "Waiting for a worker…",
+    "analyzing": "Analyzing audio…",
+    "searching": "Searching…",
+    "importing": "Importing…",
+    "working": "Working…",
+}
 
 
 def register_blueprints(app):
+    from audiofind import upload_policy
     from audiofind.routes import admin, api, security, storage, ui, widgets
-    from audiofind.routes.common import admin_access, playback_url
+    from audiofind.routes.auth import admin_access
+    from audiofind.routes.playback import playback_url
 
     app.before_request(_set_request_id)  # first: a guard that answers early still has its request's id
     app.after_request(_send_request_id)
@@ -24,13 +40,13 @@ def register_blueprints(app):
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(health.liveness()))
     app.add_url_rule("/readyz", "readyz", _readyz)
     security.init_app(app)
+    htmx.init_app(app)
 
     app.register_error_handler(HTTPException, _http_error)
     from audiofind.index.base import IndexUnavailable
     from redis import RedisError
 
     from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
-    from audiofind.routes.common import UserError
 
     app.register_error_handler(UserError, lambda e: _error(e.status, str(e), e.code))
     app.register_error_handler(QueueUnavailable, lambda e: _error(503, str(e), "unavailable"))
@@ -38,9 +54,11 @@ def register_blueprints(app):
     app.register_error_handler(IndexUnavailable, _index_unavailable)
 
     app.jinja_env.globals.update(
-        envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok"
+        envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok",
+        stages=STAGES, audio_accept=upload_policy.ACCEPT,
     )
     app.jinja_env.filters.update(clock=clock, percent=percent)
+    app.context_processor(lambda: {"max_upload": upload_policy.max_bytes(app.config)})
 
 
 def _set_request_id():
@@ -63,7 +81,7 @@ def _index_unavailable(error):
 def _readyz():
     from flask import current_app
 
-    from audiofind.routes.common import admin_access
+    from audiofind.routes.auth import admin_access
 
     report = health.readiness(current_app)
     status = 200 if report["ok"] else 503
@@ -90,12 +108,8 @@ def _http_error(exc):
 def _error(status, message, code=None):
     """JSON under /api, a self-hiding toast for htmx requests, an error page otherwise."""
     if request.path.startswith(("/api/", "/storage/")):
-        from audiofind.routes.api import error
-
         return error(status, message, code)
-    if request.headers.get("HX-Request") == "true":
-        from audiofind.routes.common import toast
-
+    if htmx:
         return toast(message, "error", status)
     response = make_response(render_template("errors/page.html", status=status, message=message), status)
     return response

@@ -3,33 +3,18 @@
 import tempfile
 from pathlib import Path
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    make_response,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from audiofind import uploads
-from audiofind.routes.context import get_catalog, services
 from audiofind.jobs.queue import enqueue_ingest, enqueue_metadata_import, job_status
-from audiofind.routes.common import (
-    MAX_OFFSET,
-    UserError,
-    admin_access,
-    admin_login,
-    admin_logout,
-    claim_upload,
-    cross_site,
-    is_htmx,
-    number,
-    toast,
-)
+from audiofind.routes import htmx as hx
+from audiofind.routes.auth import admin_access, admin_login, admin_logout, cross_site
+from audiofind.routes.context import get_catalog, services
+from audiofind.routes.errors import UserError
+from audiofind.routes.htmx import htmx, render, toast
+from audiofind.routes.schemas import AdminTracksQuery, parse
 from audiofind.routes.security import limit_login
+from audiofind.routes.uploads import claim_upload
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE = 50
@@ -42,10 +27,8 @@ def guard():
         return None
     access = admin_access()
     if access == "missing":
-        if is_htmx():
-            response = make_response("", 401)
-            response.headers["HX-Redirect"] = url_for("admin.login")
-            return response
+        if htmx:
+            return hx.redirect(url_for("admin.login"), 401)
         return redirect(url_for("admin.login", next=request.full_path))
     if access != "ok":
         return render_template("admin/denied.html"), 403
@@ -85,8 +68,8 @@ def index():
 
 
 def _tracks_context():
-    query = request.args.get("q", "").strip()
-    offset = number(request.args, "offset", int, 0, MAX_OFFSET) or 0
+    asked = parse(AdminTracksQuery, request.args)
+    query, offset = asked.q.strip(), asked.offset
     catalog = get_catalog()
     return {"tracks": catalog.list(offset, PAGE, query), "total": catalog.count(query), "q": query,
             "offset": offset, "page": PAGE}
@@ -94,11 +77,7 @@ def _tracks_context():
 
 @bp.get("/tracks")
 def tracks():
-    response = make_response(
-        render_template("admin/_tracks.html" if is_htmx() else "admin/index.html", **_tracks_context())
-    )
-    response.vary.add("HX-Request")
-    return response
+    return render("admin/index.html", "admin/_tracks.html", **_tracks_context())
 
 
 @bp.delete("/tracks/<track_id>")
@@ -130,10 +109,10 @@ def ingest_status(job_id):
     info = job_status(current_app, job_id, kind="ingest")
     if info is None:
         return render_template("admin/_ingest_row.html", job=None, filename="", error="unknown job"), 404
-    response = make_response(render_template("admin/_ingest_row.html", job=info, filename=info["file"]))
-    if info["status"] == "finished" and (info["result"] or {}).get("status") == "added":
-        response.headers["HX-Trigger"] = "catalogChanged"  # the track list below reloads itself
-    return response
+    added = info["status"] == "finished" and (info["result"] or {}).get("status") == "added"
+    # once a track is added, the track list below reloads itself
+    return hx.make_response(render_template("admin/_ingest_row.html", job=info, filename=info["file"]),
+                            trigger="catalogChanged" if added else None)
 
 
 @bp.post("/metadata")
