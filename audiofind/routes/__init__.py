@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from audiofind import health, logs
 from audiofind.routes.errors import UserError, error
-from audiofind.routes.htmx import htmx, toast
+from audiofind.routes.hx import htmx, toast
 
 # htmx itself, from a Python package pinned to one exact version (pyproject.toml): a new major changes behaviour.
 HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")

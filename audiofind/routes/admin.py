@@ -7,11 +7,11 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 
 from audiofind import uploads
 from audiofind.jobs.queue import enqueue_ingest, enqueue_metadata_import, job_status
-from audiofind.routes import htmx as hx
+from audiofind.routes import hx
 from audiofind.routes.auth import admin_access, admin_login, admin_logout, cross_site
 from audiofind.routes.context import get_catalog, services
 from audiofind.routes.errors import UserError
-from audiofind.routes.htmx import htmx, render, toast
+from audiofind.routes.hx import htmx, render, toast
 from audiofind.routes.schemas import AdminTracksQuery, parse
 from audiofind.routes.security import limit_login
 from audiofind.routes.uploads import claim_upload

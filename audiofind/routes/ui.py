@@ -11,7 +11,7 @@ from audiofind.index.base import Filters
 from audiofind.jobs.queue import enqueue_search, job_status
 from audiofind.routes.context import get_catalog
 from audiofind.routes.errors import UserError
-from audiofind.routes.htmx import htmx, render
+from audiofind.routes.hx import htmx, render
 from audiofind.routes.schemas import NewSearch, SimilarQuery, parse
 from audiofind.routes.security import limit_searches, limit_similar
 from audiofind.routes.uploads import claim_upload
