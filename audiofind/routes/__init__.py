@@ -20,7 +20,6 @@ STAGES = {
     "queued": "Waiting for a worker…",
     "analyzing": "Analyzing audio…",
     "searching": "Searching…",
-    "importing": "Importing…",
     "working": "Working…",
 }
 
@@ -109,9 +108,9 @@ def _error(status, message, code=None):
     """JSON under /api, a self-hiding toast for htmx requests, an error page otherwise."""
     if request.path.startswith(("/api/", "/storage/")):
         return error(status, message, code)
-    if htmx:
-        return toast(message, "error", status)
-    response = make_response(render_template("errors/page.html", status=status, message=message), status)
+    response = toast(message, "error", status) if htmx else make_response(
+        render_template("errors/page.html", status=status, message=message), status)
+    response.vary.add("HX-Request")
     return response
 
 

@@ -12,7 +12,7 @@ from audiofind.routes.auth import admin_access, admin_login, admin_logout, cross
 from audiofind.routes.context import get_catalog, services
 from audiofind.routes.errors import UserError
 from audiofind.routes.hx import htmx, render, toast
-from audiofind.routes.schemas import AdminTracksQuery, parse
+from audiofind.routes.schemas import AdminTracksQuery, NewIngest, parse
 from audiofind.routes.security import limit_login
 from audiofind.routes.uploads import claim_upload
 
@@ -27,9 +27,10 @@ def guard():
         return None
     access = admin_access()
     if access == "missing":
-        if htmx:
-            return hx.redirect(url_for("admin.login"), 401)
-        return redirect(url_for("admin.login", next=request.full_path))
+        response = hx.redirect(url_for("admin.login"), 401) if htmx else redirect(
+            url_for("admin.login", next=request.full_path))
+        response.vary.add("HX-Request")
+        return response
     if access != "ok":
         return render_template("admin/denied.html"), 403
     if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site():
@@ -95,11 +96,12 @@ def start_ingest():
     """One uploaded file becomes one ingest job; answers the file's row, which polls its job."""
     filename = request.form.get("filename", "")
     try:
-        claimed = claim_upload(request.form.get("key"))
-        filename = filename or claimed
+        ingest = parse(NewIngest, request.form)  # the API's POST /tracks takes the same fields
+        claimed = claim_upload(ingest.key)
+        filename = ingest.filename or claimed
     except UserError as error:
         return render_template("admin/_ingest_row.html", job=None, filename=filename, error=str(error)), error.status
-    job = enqueue_ingest(current_app, request.form["key"], filename)
+    job = enqueue_ingest(current_app, ingest.key, filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "file": filename, "result": None, "error": None}
     return render_template("admin/_ingest_row.html", job=info, filename=filename), 202
 
