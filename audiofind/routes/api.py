@@ -1,8 +1,9 @@
 """The JSON API under /api/v1: everything the pages do. Errors are {"error": code, "message": text}.
 
-Each route's request and answer are models of schemas.py, validated and documented by ``operation``."""
+Each route's request and answer are models of schemas.py, validated and documented by ``operation``. Views
+answer jsonify(...): spectree then checks the JSON bytes in pydantic-core, without walking Python objects."""
 
-from flask import Blueprint, current_app, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from audiofind.index.base import Filters
@@ -50,7 +51,7 @@ def _query():
 @operation((200, schemas.Document))
 def openapi():
     """This document"""
-    return openapi_document(request.host_url.rstrip("/"))
+    return jsonify(openapi_document(request.host_url.rstrip("/")))
 
 
 @bp.post("/uploads")
@@ -58,7 +59,7 @@ def openapi():
 @operation((201, schemas.UploadTarget), 400, 413, 422, 429, 503, json=schemas.NewUpload)
 def create_upload():
     """Get a signed URL to upload one audio file to"""
-    return new_upload(_body()), 201
+    return jsonify(new_upload(_body())), 201
 
 
 @bp.post("/searches")
@@ -79,7 +80,7 @@ def get_search(job_id):
     if info is None:
         raise UserError("no such search (it may have expired)", 404, "not_found")
     results = [public_result(r) for r in info.pop("result") or []]
-    return {**_job_fields(info), "results": results}
+    return jsonify({**_job_fields(info), "results": results})
 
 
 def _job_fields(info):
@@ -105,8 +106,8 @@ def list_tracks():
             found, following = catalog.page(asked.limit, asked.q, asked.cursor)
         except ValueError as refused:
             raise UserError(str(refused)) from None
-    return {"tracks": [public_result(t) for t in found], "offset": asked.offset, "limit": asked.limit,
-            "total": catalog.count(asked.q), "next_cursor": following}
+    return jsonify(tracks=[public_result(t) for t in found], offset=asked.offset, limit=asked.limit,
+                   total=catalog.count(asked.q), next_cursor=following)
 
 
 @bp.get("/tracks/<track_id>")
@@ -116,7 +117,7 @@ def get_track(track_id):
     item = get_catalog().get(track_id)
     if item is None:
         raise UserError(f"no track {track_id}", 404, "not_found")
-    return public_result(item)
+    return jsonify(public_result(item))
 
 
 @bp.get("/tracks/<track_id>/similar")
@@ -129,7 +130,7 @@ def similar_tracks(track_id):
         results = get_catalog().similar(track_id, filters=Filters(**asked.given()), **asked.options())
     except KeyError:
         raise UserError(f"no track {track_id}", 404, "not_found") from None
-    return {"track_id": track_id, "results": [public_result(r) for r in results]}
+    return jsonify(track_id=track_id, results=[public_result(r) for r in results])
 
 
 @bp.delete("/tracks/<track_id>")
@@ -154,7 +155,7 @@ def ingest_track():
 def _accepted(job, status_endpoint):
     """202 with the job's id and where to poll it."""
     status_url = url_for(status_endpoint, job_id=job.id)
-    return {"id": job.id, "status_url": status_url}, 202, {"Location": status_url}
+    return jsonify(id=job.id, status_url=status_url), 202, {"Location": status_url}
 
 
 @bp.get("/ingests/<job_id>")
@@ -164,4 +165,4 @@ def get_ingest(job_id):
     info = job_status(current_app, job_id, kind="ingest")
     if info is None:
         raise UserError("no such ingest job (it may have expired)", 404, "not_found")
-    return {**_job_fields(info), "file": info["file"], "result": info["result"]}
+    return jsonify({**_job_fields(info), "file": info["file"], "result": info["result"]})
