@@ -60,7 +60,6 @@ def test_every_documented_status_is_answered(app, app_config, client, catalog, a
     ingest = client.post("/api/v1/tracks", json={"key": _upload(client, two), "metadata": {"title": "Two"}},
                          headers=ADMIN).json["status_url"]
     run_worker(app, burst=True)
-    search_id, ingest_id = search.rsplit("/", 1)[1], ingest.rsplit("/", 1)[1]
 
     def too_large(kind):
         key = _upload(client, two)

@@ -33,7 +33,12 @@ def _bounded(kind, low, high=None, description=None):
 
 
 Seconds = _bounded(float, 0, MAX_OFFSET, "Seconds.")
+Bpm = _bounded(float, 0, MAX_OFFSET, "Beats per minute.")
 Count = _bounded(int, 1, MAX_LIMIT)
+Offset = _bounded(int, 0, MAX_OFFSET, "Skip this many.")
+Bytes = _bounded(int, 1, None, "Bytes.")
+PageSize = _bounded(int, 1, 500, "Page size.")
+WidgetSize = _bounded(int, 1, 20, "How many similar tracks.")
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Key = Annotated[str, Field(min_length=1, max_length=1024,
                            description="The key POST /uploads answered; send the file to its upload_url first.")]
@@ -79,8 +84,8 @@ class Filters(Input):
         None, description="Every tag must be present: a list, or comma-separated text.")
     min_duration: Optional[Seconds] = None
     max_duration: Optional[Seconds] = None
-    min_bpm: Optional[_bounded(float, 0, MAX_OFFSET, "Tempo lower bound.")] = None
-    max_bpm: Optional[_bounded(float, 0, MAX_OFFSET, "Tempo upper bound.")] = None
+    min_bpm: Optional[Bpm] = None
+    max_bpm: Optional[Bpm] = None
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -145,24 +150,24 @@ class SimilarQuery(SearchOptions, Filters):
 class TracksQuery(Input):
     q: str = Field("", description="Text in the file name, title, artist or album.")
     cursor: str = Field("", description="The next_cursor of the page before (as fast at any depth).")
-    offset: _bounded(int, 0, MAX_OFFSET, "Skip this many (instead of a cursor).") = 0
-    limit: _bounded(int, 1, 500, "Page size.") = 50
+    offset: Offset = 0
+    limit: PageSize = 50
 
 
 class AdminTracksQuery(Input):
     q: str = ""
-    offset: _bounded(int, 0, MAX_OFFSET) = 0
+    offset: Offset = 0
 
 
 class WidgetQuery(Input):
-    limit: _bounded(int, 1, 20) = 5
+    limit: WidgetSize = 5
 
 
 class NewUpload(Input):
     filename: Annotated[str, Field(min_length=1, max_length=MAX_FILENAME, description=(
         "The file's name; its extension tells the format where the type does not."))]
     content_type: Optional[str] = Field(None, description="The file's type, as the browser gives it.")
-    size: _bounded(int, 1, None, "Bytes.")
+    size: Bytes
 
 
 class Metadata(Input):
