@@ -161,6 +161,7 @@ class Catalog:
             free_tags = [tag for tag in track.tags if tag not in {label for label, _ in track.labels}]
             track = self._measured(track, free_tags, embedding, analysis)
             self.index.add(track, embedding.vector, embedding.windows, embedding.window_vectors)
+            self.pm.hook.after_ingest(track=track, catalog=self)
         progress(len(entries), len(entries))
         if kept:
             _write_json(manifest, kept)
@@ -318,6 +319,11 @@ class Catalog:
             i, j = np.unravel_index(int(np.argmax(window_vectors @ theirs.T)), (len(window_vectors), len(theirs)))
             start, end = float(their_windows[j, 0]), float(their_windows[j, 1])
         return replace(hit, match_start=round(start, 2), match_end=round(end, 2))
+
+    def extra_fields(self) -> list:
+        """The fields metadata plugins add to tracks (extra_track_fields), in plugin order, each once."""
+        names = [name for batch in self.pm.hook.extra_track_fields(config=self.config) for name in batch or ()]
+        return list(dict.fromkeys(names))
 
     def _enrich(self, results: list) -> list:
         """Fields from metadata plugins (e.g. the related-songs collection), merged by track id."""

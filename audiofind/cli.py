@@ -6,35 +6,47 @@ import sys
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
+from audiofind import logs
 from audiofind.audio import AudioError
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES
-from audiofind.embedders.base import EmbedderUnavailable
+from audiofind.config import ConfigError, load_config
+from audiofind.display import clock
+from audiofind.embedders.base import EmbedderUnavailable, describe
 from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable
-from audiofind.routes import clock
+from audiofind.jobs.worker import run_worker
+from audiofind.migrate import migrate as run_migrations
+from audiofind.moveup import move_up as run_move_up
+from audiofind.serve import run
+from audiofind.services import Services
 from audiofind.storage.base import StorageError
 from audiofind.upload_policy import AUDIO_SUFFIXES
-USER_ERRORS = (AudioError, EmbedderUnavailable, EmbedderMismatch, IndexUnavailable, StorageError, ValueError)
+from audiofind.uploads import offer_seconds
+
+USER_ERRORS = (ConfigError, AudioError, EmbedderUnavailable, EmbedderMismatch, IndexUnavailable, StorageError, ValueError)
 
 
 class Context:
+    """The command's settings and services, loaded when a command first needs them."""
+
     def __init__(self, data_dir):
         self.data_dir = data_dir
-        self._app = None
+        self._services = None
 
     @property
-    def app(self):
-        if self._app is None:
-            from audiofind.app import create_app
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = Services(load_config({"DATA_DIR": self.data_dir} if self.data_dir else None))
+        return self._services
 
-            self._app = create_app({"DATA_DIR": self.data_dir} if self.data_dir else None)
-        return self._app
+    @property
+    def config(self) -> dict:
+        return self.services.config
 
     @property
     def catalog(self):
-        from audiofind.app import get_catalog
-
-        return get_catalog(self.app)
+        return self.services.catalog
 
 
 @click.group(name="audiofind", context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,8 +66,6 @@ class Context:
 @click.pass_context
 def cli(ctx, data_dir, log_level):
     """Audio Find: search a music catalog by sound."""
-    from audiofind import logs
-
     if log_level:
         os.environ["AUDIOFIND_LOG_LEVEL"] = log_level.upper()  # for the web and worker processes of `serve` too
     logs.configure()
@@ -90,8 +100,6 @@ def audio_files(paths):
 @click.pass_obj
 def info(obj, as_json):
     """Show the embedder and the engine that runs it (loads the model: on a new machine, times the engines once)."""
-    from audiofind.embedders.base import describe
-
     embedder = obj.catalog.embedder
     try:
         embedder.check()
@@ -106,8 +114,6 @@ def info(obj, as_json):
 @click.pass_obj
 def ingest(obj, paths):
     """Add audio files (and folders, recursively) to the catalog."""
-    from tqdm import tqdm
-
     catalog = obj.catalog
     try:
         catalog.check()
@@ -284,8 +290,6 @@ def import_metadata(obj, csv_file):
 @click.pass_obj
 def reindex(obj):
     """Re-embed every track with the configured embedder (after changing AUDIOFIND_EMBEDDER). Resumable."""
-    from tqdm import tqdm
-
     catalog = obj.catalog
     try:
         catalog.embedder.check()
@@ -308,9 +312,7 @@ def reindex(obj):
 @click.pass_obj
 def serve(obj, host, port, workers):
     """Run everything on this machine: web server, worker and (if no AUDIOFIND_REDIS_URL) an embedded Redis."""
-    from audiofind.serve import run
-
-    run(obj.app, host, port, workers)
+    run(obj.config, host, port, workers)
 
 
 @cli.command()
@@ -319,9 +321,7 @@ def serve(obj, host, port, workers):
 @click.pass_obj
 def worker(obj, queues, burst):
     """Run an RQ worker (needs AUDIOFIND_REDIS_URL)."""
-    from audiofind.jobs.queue import run_worker
-
-    run_worker(obj.app, list(queues) or None, burst=burst)
+    run_worker(obj.services, list(queues) or None, burst=burst)
 
 
 @cli.command()
@@ -332,16 +332,12 @@ def worker(obj, queues, burst):
 def migrate(obj, no_wait, timeout):
     """Create or update the production index definitions (MongoDB Atlas) and, on S3, the lifecycle rule that
     expires left-over uploads. Safe to run twice."""
-    from audiofind.app import services
-    from audiofind.migrate import migrate as run_migrations
-    from audiofind.uploads import offer_seconds
-
-    config = obj.app.config
+    config = obj.config
     try:
         if config["INDEX"] == "atlas":
             for report in run_migrations(config, wait=not no_wait, timeout=timeout):
                 click.echo(f"{report['name']} on {report['collection']}: {report['action']} ({report['status']})")
-        storage = services(obj.app).storage
+        storage = obj.services.storage
         if hasattr(storage, "ensure_upload_expiry"):
             days = max(1, -(-offer_seconds(config) // 86400))
             rule = storage.ensure_upload_expiry(config["UPLOAD_PREFIX"], days)
@@ -358,10 +354,8 @@ def migrate(obj, no_wait, timeout):
 @click.pass_obj
 def move_up(obj, mongodb_uri, s3_bucket):
     """Move the embedded catalog (local index + files) into Atlas + S3 without re-embedding. Resumable."""
-    from audiofind.moveup import move_up as run_move_up
-
-    source = dict(obj.app.config, INDEX="local", STORAGE="local")
-    target = dict(obj.app.config, INDEX="atlas", STORAGE="s3", MONGODB_URI=mongodb_uri, S3_BUCKET=s3_bucket)
+    source = dict(obj.config, INDEX="local", STORAGE="local")
+    target = dict(obj.config, INDEX="atlas", STORAGE="s3", MONGODB_URI=mongodb_uri, S3_BUCKET=s3_bucket)
     try:
         summary = run_move_up(source, target, progress=lambda done, total: click.echo(f"\r{done}/{total}", nl=False, err=True))
     except USER_ERRORS as error:

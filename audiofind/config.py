@@ -1,5 +1,8 @@
-"""Defaults for every setting. Each key is read from the environment as AUDIOFIND_<KEY>."""
+"""Every setting, its type and its default; loaded without Flask: defaults → the instance folder's config.py →
+AUDIOFIND_<KEY> environment variables → the caller's overrides, then checked, with a message naming the variable."""
 
+import os
+import runpy
 from pathlib import Path
 
 DEFAULTS = {
@@ -15,10 +18,9 @@ DEFAULTS = {
     # Chunks of the feature map per forward pass: on GPU (on CPU batching gains nothing and costs memory).
     "PANNS_BATCH_SIZE": 4,
     # Inference engine on CPU: winograd (the fast trunk), onnx (ONNX Runtime for the whole float32 trunk), torch,
-    # or auto (winograd if ONNX Runtime works).
+    # or auto (timed on this machine, see embedders/autotune.py).
     "PANNS_ENGINE": "auto",
-    # Inference precision: auto (bfloat16 on a CPU with AVX512-BF16/AMX, else float32), float32, bfloat16,
-    # float16 (GPU), int8 (opt-in, self-checked).
+    # Inference precision: auto (timed, like the engine), float32, bfloat16, float16 (GPU), int8 (opt-in, self-checked).
     "PANNS_PRECISION": "auto",
     "DEVICE": "auto",
     # Input limits: an audio file, any other request body (JSON, forms), a metadata CSV for admin.
@@ -65,19 +67,98 @@ DEFAULTS = {
     "MOVE_UP_BATCH": 50,
     # Local index: exact search up to this many tracks (and window rows, for segment search), then HNSW.
     "ANN_THRESHOLD": 20000,
+    # Load the plugins installed under the `audiofind` entry-point group (false: the built-ins only).
+    "ENTRY_POINT_PLUGINS": True,
 }
+
+# Numbers that must be at least this (a zero timeout or a negative limit is a typo, not a choice).
+MINIMUMS = {key: 1 for key, value in DEFAULTS.items() if type(value) is int} | {
+    "JOB_RETRIES": 0, "MAX_DURATION": 1.0, "MIN_DURATION": 0.0,
+}
+CHOICES = {"PANNS_ENGINE": ("auto", "winograd", "onnx", "torch"),
+           "PANNS_PRECISION": ("auto", "float32", "bfloat16", "float16", "int8")}
+
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the message names the variable."""
+
+
+def load_config(overrides=None, environ=None) -> dict:
+    """The settings of one process: typed and checked (ConfigError otherwise)."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    config = dict(DEFAULTS)
+    config["DATA_DIR"] = overrides.get("DATA_DIR") or environ.get("AUDIOFIND_DATA_DIR") or DEFAULTS["DATA_DIR"]
+    config["DATA_DIR"] = str(Path(config["DATA_DIR"]).expanduser().resolve())
+    instance_file = Path(config["DATA_DIR"]) / "config.py"
+    if instance_file.is_file():
+        for key, value in runpy.run_path(str(instance_file)).items():
+            if key.isupper():
+                config[key] = _typed(key, value, f"{key} in {instance_file}")
+    for key in DEFAULTS:
+        if f"AUDIOFIND_{key}" in environ and key != "DATA_DIR":
+            config[key] = _typed(key, environ[f"AUDIOFIND_{key}"], f"AUDIOFIND_{key}")
+    config.update(overrides)
+    check(config)
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _instance_secret(data_dir(config))
+    return config
+
+
+def _instance_secret(folder: Path) -> str:
+    """A signing key kept in the instance folder, shared by every process of it, so signed URLs survive restarts."""
+    path = folder / "secret_key"
+    if not path.exists():
+        path.write_text(os.urandom(32).hex())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _typed(key, value, where):
+    """``value`` as the type of the key's default; text (the environment) is parsed, never evaluated."""
+    default = DEFAULTS.get(key)
+    if default is None:
+        return value  # not one of ours (a Flask or a plugin setting): as written
+    kind = type(default)
+    if kind is bool:
+        text = str(value).strip().lower()
+        if text not in BOOLEANS:
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return BOOLEANS[text]
+    if isinstance(value, str) and kind is not str:
+        try:
+            return kind(value.strip())
+        except ValueError:
+            raise ConfigError(f"{where} must be {_kind_name(kind)}, not {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{where} must be {_kind_name(kind)}, not {value!r}")
+    return value
+
+
+def _kind_name(kind):
+    return {int: "a whole number", float: "a number", str: "text"}[kind]
+
+
+def check(config) -> None:
+    for key, low in MINIMUMS.items():
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"AUDIOFIND_{key} must be {_kind_name(type(DEFAULTS[key]))}, not {value!r}")
+        if value != value or value < low:
+            raise ConfigError(f"AUDIOFIND_{key} must be at least {low}, not {value!r}")
+    for key, allowed in CHOICES.items():
+        if str(config.get(key, "")).lower() not in allowed:
+            raise ConfigError(f"AUDIOFIND_{key}={config.get(key)!r} is not one of {', '.join(allowed)}")
+    if config["MIN_DURATION"] >= config["MAX_DURATION"]:
+        raise ConfigError("AUDIOFIND_MIN_DURATION must be below AUDIOFIND_MAX_DURATION")
 
 
 def data_dir(config) -> Path:
     path = Path(config["DATA_DIR"]).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-
-def raw_strings_from_env(config, environ) -> None:
-    """Text settings exactly as written in AUDIOFIND_<KEY>: from_prefixed_env parses values as JSON, which turns
-    an all-digit token into a number and "1e3" into 1000.0."""
-    for key, default in DEFAULTS.items():
-        if isinstance(default, str) and f"AUDIOFIND_{key}" in environ:
-            config[key] = environ[f"AUDIOFIND_{key}"]

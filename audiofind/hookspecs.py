@@ -8,22 +8,23 @@ hookimpl = pluggy.HookimplMarker("audiofind")
 
 @hookspec
 def register_embedders():
-    """Return a list of embedder classes (see embedders/base.py); each has a unique ``name``."""
+    """Return a list of embedder classes (see embedders/base.py). Each ``name`` (AUDIOFIND_EMBEDDER) must be
+    unique across plugins: two plugins registering one name is an error that names both."""
 
 
 @hookspec
 def register_indexes():
-    """Return a list of index backend classes (see index/base.py); each has a unique ``name``."""
+    """Return a list of index backend classes (see index/base.py); each ``name`` (AUDIOFIND_INDEX) unique."""
 
 
 @hookspec
 def register_storages():
-    """Return a list of storage backend classes (see storage/base.py); each has a unique ``name``."""
+    """Return a list of storage backend classes (see storage/base.py); each ``name`` (AUDIOFIND_STORAGE) unique."""
 
 
 @hookspec
 def extra_track_fields(config):
-    """Return a list of extra field names this plugin adds to track details (shown in the UI and API)."""
+    """Return a list of the field names this plugin's ``track_details`` adds: the track page shows them."""
 
 
 @hookspec
@@ -35,4 +36,5 @@ def track_details(tracks, config):
 
 @hookspec
 def after_ingest(track, catalog):
-    """Called after ``track`` (an index.base.Track) was added to ``catalog``. Return value ignored."""
+    """Called after ``track`` (an index.base.Track) was added to ``catalog`` (by an ingest, or again by a
+    reindex with its new vectors). Return value ignored."""

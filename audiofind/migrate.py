@@ -9,6 +9,7 @@ from time import monotonic, sleep
 from pathlib import Path
 
 from audiofind.index.base import IndexUnavailable
+from audiofind.services import Services
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations" / "atlas"  # package data: in the wheel too
 COLLECTIONS = ("tracks", "segments", "meta")
@@ -122,10 +123,7 @@ def connect(config):
 
 def configured_identity(config) -> dict:
     """The identity of the configured embedder (dimensions only; the model is not loaded)."""
-    from audiofind.plugins import backend_class, make_plugin_manager
-
-    cls = backend_class(make_plugin_manager(), "register_embedders", config["EMBEDDER"], "EMBEDDER")
-    return cls(config).identity
+    return Services(config).embedder.identity
 
 
 def migrate(config, wait=True, timeout=None) -> list:

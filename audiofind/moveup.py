@@ -12,17 +12,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from audiofind.config import data_dir
+from audiofind.services import Services
 from audiofind.storage.base import StorageError
 from audiofind.storage.base import content_type_for
-
-
-def _backends(config):
-    from audiofind.plugins import backend_class, make_plugin_manager
-
-    pm = make_plugin_manager()
-    index = backend_class(pm, "register_indexes", config["INDEX"], "INDEX")(config)
-    storage = backend_class(pm, "register_storages", config["STORAGE"], "STORAGE")(config)
-    return index, storage
 
 
 def target_name(config) -> str:
@@ -86,6 +78,10 @@ def _copy_file(track, source_storage, target_storage) -> str:
     return "copied"
 
 
+def _backends(services):
+    return services.index, services.storage
+
+
 def move_up(source_config, target_config, progress=None, *, source=None, target=None, batch_size=None) -> dict:
     """Copy every track of the source catalog (index + audio files) into the target's backends.
 
@@ -93,8 +89,8 @@ def move_up(source_config, target_config, progress=None, *, source=None, target=
     (index, storage) pairs instead of being built from the configs. Returns {"total", "moved",
     "skipped" (already in the target), "missing_files" (file names whose audio was not in the source
     storage: their vectors and metadata moved, playback will not work), "progress_file"}."""
-    source_index, source_storage = source or _backends(source_config)
-    target_index, target_storage = target or _backends(target_config)
+    source_index, source_storage = source or _backends(Services(source_config))
+    target_index, target_storage = target or _backends(Services(target_config))
     batch_size = int(batch_size or target_config.get("MOVE_UP_BATCH") or 50)
 
     identity = source_index.embedder_identity()

@@ -17,23 +17,48 @@ DEFAULT_PLUGINS = (
 )
 
 
-def make_plugin_manager(extra_plugins=()) -> pluggy.PluginManager:
+BACKEND_KINDS = {"register_embedders": "embedder", "register_indexes": "index", "register_storages": "storage"}
+
+
+class PluginConflict(LookupError):
+    """Two plugins register a backend under the same name; the message names both."""
+
+
+def make_plugin_manager(extra_plugins=(), entry_points=True) -> pluggy.PluginManager:
+    """The built-ins, then ``extra_plugins``, then (with ``entry_points``) the `audiofind` entry-point group."""
     pm = pluggy.PluginManager("audiofind")
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(name), name)
     for plugin in extra_plugins:
-        pm.register(plugin)
-    pm.load_setuptools_entrypoints("audiofind")
+        pm.register(plugin, _readable_name(pm, plugin))
+    if entry_points:
+        pm.load_setuptools_entrypoints("audiofind")
     return pm
+
+
+def _readable_name(pm, plugin) -> str:
+    """A module's name, or an object's class path: what an error about the plugin calls it."""
+    name = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    taken, serial = name, 1
+    while pm.has_plugin(taken):
+        serial += 1
+        taken = f"{name}#{serial}"
+    return taken
 
 
 def registry(pm: pluggy.PluginManager, hook: str) -> dict:
     """{name: class} from one of the register_* hooks."""
-    classes = {}
-    for batch in getattr(pm.hook, hook)():
-        for cls in batch or ():
-            classes[cls.name] = cls
+    classes, owners = {}, {}
+    caller = getattr(pm.hook, hook)
+    for impl in caller.get_hookimpls():
+        for cls in impl.function() or ():
+            if cls.name in classes and classes[cls.name] is not cls:
+                raise PluginConflict(
+                    f"two plugins register the {BACKEND_KINDS[hook]} {cls.name!r}: "
+                    f"{owners[cls.name]} and {impl.plugin_name}"
+                )
+            classes[cls.name], owners[cls.name] = cls, impl.plugin_name
     return classes
 
 

@@ -18,7 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-from audiofind.config import data_dir
+import redis
+from gunicorn.app.base import BaseApplication
+
+from audiofind import gunicorn_conf
+from audiofind.app import create_app
+from audiofind.config import data_dir, load_config
+from audiofind.embedders.base import describe
+from audiofind.jobs.worker import process_alive, run_worker
+from audiofind.services import Services
 
 STOP_GRACE = 8  # seconds a worker may take to finish its job after Ctrl-C before it is stopped cold
 RESTART_BACKOFF_MAX = 30.0  # seconds: the longest wait before restarting a worker that keeps dying at start-up
@@ -28,9 +36,9 @@ class ServeError(RuntimeError):
     """The command cannot run; the message says why and what to do."""
 
 
-def run(app, host="127.0.0.1", port=8000, workers=1):
+def run(config, host="127.0.0.1", port=8000, workers=1):
     """Run the web server, ``workers`` RQ workers and (without REDIS_URL) Redis until Ctrl-C or SIGTERM."""
-    config = dict(app.config)
+    config = dict(config)
     folder = data_dir(config)
     _lock(folder)
     _check_port(host, port)
@@ -46,7 +54,7 @@ def run(app, host="127.0.0.1", port=8000, workers=1):
         for _ in range(workers):
             started.workers.append(_Worker(ctx, config))
             started.workers[-1].wait_loaded()
-        print(f"Embedder: {_embedder_line(app)}", flush=True)
+        print(f"Embedder: {_embedder_line(config)}", flush=True)
         started.web = ctx.Process(target=_web_main, args=(config, host, port), name="audiofind-web")
         started.web.start()
         _wait_listening(host, port, started.web)
@@ -62,11 +70,8 @@ def run(app, host="127.0.0.1", port=8000, workers=1):
         signal.signal(signal.SIGTERM, previous)
 
 
-def _embedder_line(app):
-    from audiofind.app import services
-    from audiofind.embedders.base import describe
-
-    return describe(services(app).embedder.summary())  # the workers' decision, read without loading the model
+def _embedder_line(config):
+    return describe(Services(config).embedder.summary())  # the workers' decision, read without loading the model
 
 
 def _raise_interrupt(signum, frame):
@@ -220,14 +225,12 @@ def _stop_stale_redis(pidfile: Path):
     if b"redis-server" in cmdline:
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
+            if not process_alive(pid):
                 break
             time.sleep(0.1)
 
 
 def _ping(url):
-    import redis
-
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as error:
@@ -282,27 +285,19 @@ def _signal_group(pid, signum):
 
 
 def _worker_main(config, ready):
-    from audiofind.app import create_app, get_catalog
-    from audiofind.jobs.queue import run_worker
-
     os.setpgid(0, 0)  # a group of its own, with the scheduler it forks: see _Started.stop
-    app = create_app(config)
+    services = Services(load_config(config))
     try:
-        with app.app_context():
-            get_catalog(app).check()  # loads the model once, for every job this process runs
+        services.catalog.check()  # loads the model once, for every job this process runs
     except Exception as error:  # report any reason, with its fix, to the command that waits for us
         ready.send(str(error) or type(error).__name__)
         sys.exit(1)
     ready.send(None)
     ready.close()
-    run_worker(app)
+    run_worker(services)
 
 
 def _web_main(config, host, port):
-    from gunicorn.app.base import BaseApplication
-
-    from audiofind import gunicorn_conf
-
     class Web(BaseApplication):
         def load_config(self):
             for name, value in gunicorn_conf.settings().items():
@@ -310,8 +305,6 @@ def _web_main(config, host, port):
             self.cfg.set("bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
         def load(self):
-            from audiofind.app import create_app
-
             return create_app(config)  # in each gunicorn worker, after the fork
 
     Web().run()

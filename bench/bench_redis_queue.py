@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from audiofind.app import create_app
+from audiofind.app import create_app, services
 from audiofind.jobs.queue import enqueue_ingest
 from audiofind.serve import _free_port, redis_binary
 
@@ -33,7 +33,7 @@ def main():
             before = conn.info("memory")["used_memory"]
             with app.test_request_context():
                 for i in range(JOBS):
-                    enqueue_ingest(app, f"uploads/{i:032x}.flac", f"Some Artist - A Track Title {i}.flac")
+                    enqueue_ingest(services(app), f"uploads/{i:032x}.flac", f"Some Artist - A Track Title {i}.flac")
             after = conn.info("memory")["used_memory"]
             print(f"{JOBS} queued ingest jobs: {(after - before) / 1e6:.2f} MB of Redis memory "
                   f"({(after - before) / JOBS:.0f} bytes a job; used_memory {before / 1e6:.2f} -> {after / 1e6:.2f} MB)")

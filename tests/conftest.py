@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from audiofind.app import create_app
+from audiofind.app import create_app, services
 
 
 def _free_port() -> int:
@@ -63,6 +63,7 @@ def app_config(tmp_path, redis_url):
         "TESTING": True,
         "DATA_DIR": str(tmp_path / "instance"),
         "EMBEDDER": "dsp",
+        "ENTRY_POINT_PLUGINS": False,  # only the plugins a test registers, not whatever this machine has installed
         "SECRET_KEY": "test",
         "REDIS_URL": redis_url,
     }
@@ -71,9 +72,7 @@ def app_config(tmp_path, redis_url):
 @pytest.fixture
 def empty_queue(app):
     """Jobs of earlier tests never reach this test's worker."""
-    from audiofind.jobs.queue import redis_connection
-
-    redis_connection(app).flushdb()
+    services(app).redis.flushdb()
 
 
 @pytest.fixture
@@ -102,6 +101,7 @@ class _Runner:
         self.app, self.cli, self.runner = app, cli, CliRunner()
 
     def invoke(self, args, **kwargs):
-        env = {"AUDIOFIND_EMBEDDER": self.app.config["EMBEDDER"], "AUDIOFIND_SECRET_KEY": "test"}
+        env = {"AUDIOFIND_EMBEDDER": self.app.config["EMBEDDER"], "AUDIOFIND_SECRET_KEY": "test",
+               "AUDIOFIND_ENTRY_POINT_PLUGINS": "false"}
         env.update(kwargs.pop("env", {}))
         return self.runner.invoke(self.cli, ["--data-dir", self.app.config["DATA_DIR"], *args], env=env, **kwargs)

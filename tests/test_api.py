@@ -6,8 +6,8 @@ import re
 import pytest
 
 import audiogen
-from audiofind.app import get_catalog, services
-from audiofind.jobs.queue import run_worker
+from audiofind.app import create_app, get_catalog, services
+from audiofind.jobs.worker import run_worker
 
 pytestmark = pytest.mark.usefixtures("empty_queue")
 
@@ -53,7 +53,7 @@ def test_upload_search_poll_results(app, client, catalog, audio_dir):
     queued = client.get(status_url).json
     assert queued["status"] == "queued" and queued["results"] == [] and queued["error"] is None
 
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     done = client.get(status_url).json
     assert done["status"] == "finished" and done["stage"] == "done" and done["error"] is None
     assert len(done["results"]) == 2
@@ -101,7 +101,7 @@ def test_search_job_for_a_file_that_is_not_audio_fails_with_the_reason(app, clie
     audiogen.noise_file(noise)
     key = upload(client, noise)
     status_url = client.post("/api/v1/searches", json={"key": key}).json["status_url"]
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     failed = client.get(status_url).json
     assert failed["status"] == "failed" and "noise.wav" in failed["error"]
 
@@ -166,7 +166,7 @@ def test_admin_delete_and_ingest_need_the_token(app, client, catalog, audio_dir)
     assert client.post("/api/v1/tracks", json={"key": key}).status_code == 401
     started = client.post("/api/v1/tracks", json={"key": key, "metadata": {"title": "Fresh", "album": "New"}}, headers=auth)
     assert started.status_code == 202
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     assert client.get(started.json["status_url"]).status_code == 401
     outcome = client.get(started.json["status_url"], headers=auth).json
     assert outcome["status"] == "finished" and outcome["result"]["status"] == "added" and outcome["file"] == "new.wav"
@@ -206,9 +206,8 @@ def test_unknown_api_route_and_method_are_json(client):
     assert answer.status_code == 405 and answer.json["error"] == "method_not_allowed"
 
 
-def test_queue_down_is_503_with_a_fix(app, client, audio_dir):
-    app.config["REDIS_URL"] = ""
-    app.extensions.pop("audiofind.redis", None)
+def test_queue_down_is_503_with_a_fix(app_config):
+    client = create_app({**app_config, "REDIS_URL": ""}).test_client()
     answer = client.post("/api/v1/uploads", json={"filename": "a.wav", "content_type": "audio/wav", "size": 10})
     assert answer.status_code == 503 and "AUDIOFIND_REDIS_URL" in answer.json["message"]
 
@@ -219,7 +218,7 @@ def test_metadata_csv_through_admin_page(app, client, catalog):
                          content_type="multipart/form-data", headers={"HX-Request": "true"})
     html = answer.get_data(as_text=True)
     assert answer.status_code == 202 and "Importing meta.csv" in html and "hx-get" in html  # a job applies it
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     html = client.get(re.search(r'hx-get="([^"]+)"', html).group(1), headers={"HX-Request": "true"}).get_data(True)
     assert "updated 1 track" in html and "missing.wav" in html and "hx-get" not in html
     assert any(t["title"] == "Dawn" and t["artist"] == "Someone" for t in catalog.list(0, 10))
@@ -231,7 +230,7 @@ def test_search_of_a_file_that_is_too_long_fails_with_the_limit(app, client, cat
     long = audio_dir / "long take.wav"
     audiogen.write(long, audiogen.music(14, SR, seed=6), SR, "WAV")
     status_url = client.post("/api/v1/searches", json={"key": upload(client, long)}).json["status_url"]
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     failed = client.get(status_url).json
     assert failed["status"] == "failed"
     assert failed["error"].startswith("long take.wav: is ") and "the limit is" in failed["error"]

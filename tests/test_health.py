@@ -2,7 +2,7 @@
 
 import socket
 
-from audiofind.app import create_app
+from audiofind.app import create_app, services
 from audiofind.health import liveness, readiness
 
 
@@ -15,7 +15,7 @@ def _closed_port():
 def test_ready_with_redis_and_the_local_backends(app, client, redis_url):
     app.config["REDIS_URL"] = redis_url
     assert liveness() == {"ok": True}
-    assert readiness(app) == {"ok": True, "redis": {"ok": True}, "storage": {"ok": True}, "index": {"ok": True},
+    assert readiness(services(app)) == {"ok": True, "redis": {"ok": True}, "storage": {"ok": True}, "index": {"ok": True},
                               "embedder": {"name": "dsp"}}
     assert client.get("/healthz").json == {"ok": True}
     response = client.get("/readyz")
@@ -26,7 +26,7 @@ def test_each_failing_part_says_why(tmp_path):
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "i"), "EMBEDDER": "dsp", "SECRET_KEY": "t",
                       "REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
                       "STORAGE": "s3", "S3_BUCKET": "", "INDEX": "atlas", "MONGODB_URI": ""})
-    report = readiness(app)
+    report = readiness(services(app))
     assert report["ok"] is False
     assert report["redis"]["ok"] is False and "127.0.0.1" in report["redis"]["error"]
     assert report["storage"] == {"ok": False, "error": "STORAGE is s3 but no bucket is set: set AUDIOFIND_S3_BUCKET"}
@@ -37,4 +37,4 @@ def test_each_failing_part_says_why(tmp_path):
 
 def test_redis_url_missing_is_reported(app):
     app.config["REDIS_URL"] = ""
-    assert "AUDIOFIND_REDIS_URL" in readiness(app)["redis"]["error"]
+    assert "AUDIOFIND_REDIS_URL" in readiness(services(app))["redis"]["error"]

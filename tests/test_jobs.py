@@ -16,8 +16,11 @@ from rq.job import Job
 import audiogen
 from audiofind import uploads
 from audiofind.app import get_catalog, services
-from audiofind.jobs import queue as jobqueue
-from audiofind.jobs.queue import enqueue_ingest, enqueue_search, job_status, redis_connection, run_worker
+from audiofind.config import load_config
+from audiofind.jobs import _common
+from audiofind.jobs.queue import enqueue_ingest, enqueue_search, job_status
+from audiofind.jobs.worker import run_worker
+from audiofind.services import Services
 
 pytestmark = pytest.mark.usefixtures("empty_queue")
 
@@ -45,16 +48,14 @@ def piece(audio_dir, name, seconds=15, seed=0):
 
 def test_ingest_then_search_jobs_report_stages_and_results(app, audio_dir, monkeypatch):
     stages = []
-    from audiofind.jobs import _common
-
     real = _common.set_stage
     monkeypatch.setattr("audiofind.jobs.search.set_stage", lambda s: (stages.append(s), real(s)))
 
     keys = [stored(app, piece(audio_dir, f"p{seed}.wav", seed=seed)) for seed in range(3)]
-    jobs = [enqueue_ingest(app, key, f"p{i}.wav", {"title": f"P{i}"}) for i, key in enumerate(keys)]
-    assert Job.fetch(jobs[0].id, connection=redis_connection(app)).origin == "ingest"
-    run_worker(app, burst=True)
-    outcomes = [job_status(app, job.id, kind="ingest") for job in jobs]
+    jobs = [enqueue_ingest(services(app), key, f"p{i}.wav", {"title": f"P{i}"}) for i, key in enumerate(keys)]
+    assert Job.fetch(jobs[0].id, connection=services(app).redis).origin == "ingest"
+    run_worker(services(app), burst=True)
+    outcomes = [job_status(services(app), job.id, kind="ingest") for job in jobs]
     assert [o["result"]["status"] for o in outcomes] == ["added"] * 3
     storage = services(app).storage
     assert not any(storage.exists(key) for key in keys)  # the uploads are gone ...
@@ -62,23 +63,23 @@ def test_ingest_then_search_jobs_report_stages_and_results(app, audio_dir, monke
     assert all(t["storage_key"].startswith("audio/") and storage.exists(t["storage_key"]) for t in tracks)  # ... copied
 
     query = stored(app, piece(audio_dir, "query.wav", seed=1))
-    job = enqueue_search(app, query, {"limit": 2, "filters": {"min_duration": 1}})
-    assert job.origin == "search" and job_status(app, job.id)["stage"] == "queued"
-    run_worker(app, burst=True)
-    info = job_status(app, job.id, kind="search")
+    job = enqueue_search(services(app), query, {"limit": 2, "filters": {"min_duration": 1}})
+    assert job.origin == "search" and job_status(services(app), job.id)["stage"] == "queued"
+    run_worker(services(app), burst=True)
+    info = job_status(services(app), job.id, kind="search")
     assert info["status"] == "finished" and stages == ["analyzing", "searching"]
     assert [r["title"] for r in info["result"]][0] == "P1" and len(info["result"]) == 2
     json.dumps(info["result"])  # plain JSON
     assert not services(app).storage.exists(query)  # the reference is deleted after the search
-    assert job_status(app, job.id, kind="ingest") is None  # a search id is not an ingest id
+    assert job_status(services(app), job.id, kind="ingest") is None  # a search id is not an ingest id
 
 
 def test_duplicate_ingest_keeps_one_copy(app, audio_dir):
     path = piece(audio_dir, "same.wav")
     first, second = stored(app, path), stored(app, path)
-    jobs = [enqueue_ingest(app, first, "same.wav"), enqueue_ingest(app, second, "copy.wav")]
-    run_worker(app, burst=True)
-    results = [job_status(app, j.id)["result"] for j in jobs]
+    jobs = [enqueue_ingest(services(app), first, "same.wav"), enqueue_ingest(services(app), second, "copy.wav")]
+    run_worker(services(app), burst=True)
+    results = [job_status(services(app), j.id)["result"] for j in jobs]
     assert [r["status"] for r in results] == ["added", "duplicate"]
     assert results[0]["track_id"] == results[1]["track_id"]
     storage = services(app).storage
@@ -91,12 +92,12 @@ def test_bad_audio_fails_at_once_without_retries(app, audio_dir):
     bad = audio_dir / "broken.wav"
     audiogen.text_file(bad)
     key = stored(app, bad)
-    job = enqueue_search(app, key, {}, "broken.wav")
+    job = enqueue_search(services(app), key, {}, "broken.wav")
     assert job.retries_left == 2
-    run_worker(app, burst=True)
-    info = job_status(app, job.id)
+    run_worker(services(app), burst=True)
+    info = job_status(services(app), job.id)
     assert info["status"] == "failed" and "broken.wav" in info["error"]
-    assert Job.fetch(job.id, connection=redis_connection(app)).retries_left == 0
+    assert Job.fetch(job.id, connection=services(app).redis).retries_left == 0
     assert not services(app).storage.exists(key)
 
 
@@ -113,20 +114,20 @@ def test_transient_failure_is_retried_and_keeps_the_upload(app, audio_dir, monke
 
     monkeypatch.setattr(catalog, "embed_query", flaky)
     key = stored(app, piece(audio_dir, "q.wav", seed=3))
-    job = enqueue_search(app, key, {})
-    run_worker(app, burst=True)
-    assert job_status(app, job.id)["status"] == "queued"  # waiting for its retry, as the page shows it
+    job = enqueue_search(services(app), key, {})
+    run_worker(services(app), burst=True)
+    assert job_status(services(app), job.id)["status"] == "queued"  # waiting for its retry, as the page shows it
     assert services(app).storage.exists(key)
     time.sleep(2.5)  # the first retry is scheduled 2 s later
-    run_worker(app, burst=True)
-    info = job_status(app, job.id)
+    run_worker(services(app), burst=True)
+    info = job_status(services(app), job.id)
     assert info["status"] == "finished" and len(calls) == 2 and info["result"][0]["file"] == "a.wav"
 
 
 def _worker_process(app_config):
     return subprocess.Popen(
-        [sys.executable, "-c", "import sys, json; from audiofind.app import create_app; "
-         "from audiofind.jobs.queue import run_worker; run_worker(create_app(json.loads(sys.argv[1])))",
+        [sys.executable, "-c", "import sys, json; from audiofind.config import load_config; from audiofind.services import Services; "
+         "from audiofind.jobs.worker import run_worker; run_worker(Services(load_config(json.loads(sys.argv[1]))))",
          json.dumps(app_config)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -138,36 +139,39 @@ def test_job_of_a_killed_worker_is_not_lost(app, app_config, audio_dir, empty_qu
     catalog = get_catalog(app)
     catalog.ingest(piece(audio_dir, "a.wav", seed=4))
     key = stored(app, piece(audio_dir, "long.wav", seconds=600, seed=4))
-    job = enqueue_search(app, key, {})
+    job = enqueue_search(services(app), key, {})
     worker = _worker_process(app_config)
     try:
         deadline = time.monotonic() + 60
-        while job_status(app, job.id)["stage"] != "analyzing":
+        while job_status(services(app), job.id)["stage"] != "analyzing":
             assert time.monotonic() < deadline and worker.poll() is None
             time.sleep(0.05)
     finally:
         worker.kill()
         worker.wait()
-    assert job_status(app, job.id)["status"] == "started"
+    assert job_status(services(app), job.id)["status"] == "started"
     second = _worker_process(app_config)
     try:
         deadline = time.monotonic() + 120
-        while job_status(app, job.id)["status"] != "finished":
-            assert job_status(app, job.id)["status"] != "failed", job_status(app, job.id)["error"]
+        while job_status(services(app), job.id)["status"] != "finished":
+            assert job_status(services(app), job.id)["status"] != "failed", job_status(services(app), job.id)["error"]
             assert time.monotonic() < deadline, "the abandoned job was not run again"
             time.sleep(0.2)
     finally:
         second.terminate()
         second.wait(30)
-    assert job_status(app, job.id)["result"][0]["file"] == "a.wav"
+    assert job_status(services(app), job.id)["result"][0]["file"] == "a.wav"
 
 
-def test_worker_app_is_built_once_per_process(app, monkeypatch):
-    monkeypatch.setattr(jobqueue, "_worker_app", None)
+def test_jobs_under_a_plain_rq_worker_build_their_services_once_from_the_environment(app, monkeypatch):
+    _common._services_from_environment.cache_clear()
     monkeypatch.setenv("AUDIOFIND_DATA_DIR", app.config["DATA_DIR"])
     monkeypatch.setenv("AUDIOFIND_EMBEDDER", "dsp")
-    first = jobqueue.worker_app()
-    assert jobqueue.worker_app() is first and first.config["DATA_DIR"] == app.config["DATA_DIR"]
+    first = _common.job_services()
+    assert _common.job_services() is first and first.config["DATA_DIR"] == app.config["DATA_DIR"]
+    with _common.running_services(services(app)):  # inside audiofind's own worker: that worker's services
+        assert _common.job_services() is services(app)
+    _common._services_from_environment.cache_clear()
 
 
 # -- audiofind serve
@@ -255,12 +259,8 @@ def test_serve_says_when_the_embedder_cannot_load(tmp_path):
     assert "running at" not in out
 
 
-def test_worker_without_redis_says_what_to_do(app):
-    app.config["REDIS_URL"] = ""
-    app.extensions.pop("audiofind.redis", None)
+def test_worker_without_redis_says_what_to_do(app_config):
     with pytest.raises(SystemExit, match="AUDIOFIND_REDIS_URL"):
-        run_worker(app, burst=True)
-    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
-    app.extensions.pop("audiofind.redis", None)
+        run_worker(Services(load_config({**app_config, "REDIS_URL": ""})), burst=True)
     with pytest.raises(SystemExit, match="cannot reach Redis at redis://127.0.0.1:1/0"):
-        run_worker(app, burst=True)
+        run_worker(Services(load_config({**app_config, "REDIS_URL": "redis://127.0.0.1:1/0"})), burst=True)

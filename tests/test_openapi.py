@@ -9,8 +9,8 @@ import pytest
 from openapi_spec_validator import validate
 
 import audiogen
-from audiofind.app import create_app, get_catalog
-from audiofind.jobs.queue import run_worker
+from audiofind.app import create_app, get_catalog, services
+from audiofind.jobs.worker import run_worker
 
 pytestmark = pytest.mark.usefixtures("empty_queue")
 
@@ -59,7 +59,7 @@ def test_every_documented_status_is_answered(app, app_config, client, catalog, a
     search = client.post("/api/v1/searches", json={"key": _upload(client, two), "limit": 2}).json["status_url"]
     ingest = client.post("/api/v1/tracks", json={"key": _upload(client, two), "metadata": {"title": "Two"}},
                          headers=ADMIN).json["status_url"]
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
 
     def too_large(kind):
         key = _upload(client, two)

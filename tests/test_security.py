@@ -11,7 +11,7 @@ import redis
 import audiogen
 from audiofind import uploads
 from audiofind.app import create_app, get_catalog, services
-from audiofind.jobs.queue import enqueue_search, redis_connection
+from audiofind.jobs.queue import enqueue_search
 
 pytestmark = pytest.mark.usefixtures("empty_queue")
 SR = 16000
@@ -100,11 +100,8 @@ def test_the_rq_dashboard_refuses_cross_site_requests(client):
     assert client.get("/admin/rq/").status_code == 200
 
 
-def test_readiness_details_are_for_admins(app):
-    app.config["ADMIN_TOKEN"] = "t"
-    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
-    app.extensions.pop("audiofind.redis", None)
-    client = app.test_client()
+def test_readiness_details_are_for_admins(app_config):
+    client = create_app({**app_config, "ADMIN_TOKEN": "t", "REDIS_URL": "redis://127.0.0.1:1/0"}).test_client()
     anonymous = client.get("/readyz")
     assert anonymous.status_code == 503 and anonymous.json["redis"] == {"ok": False}
     admin = client.get("/readyz", headers={"Authorization": "Bearer t"})
@@ -120,13 +117,13 @@ def _uploaded(app, name="u.wav"):
     path = storage.path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF" + b"\0" * 100)
-    uploads.offer(redis_connection(app), app.config, key, name)
+    uploads.offer(services(app).redis, app.config, key, name)
     return key
 
 
 def test_an_upload_is_claimed_by_exactly_one_of_many_requests_at_once(app):
     key = _uploaded(app)
-    conn, storage = redis_connection(app), services(app).storage
+    conn, storage = services(app).redis, services(app).storage
     start, claimed, refused = threading.Barrier(8), [], []
 
     def claim():
@@ -145,14 +142,14 @@ def test_an_upload_is_claimed_by_exactly_one_of_many_requests_at_once(app):
 
 
 def test_uploads_nobody_can_claim_are_swept_and_held_ones_kept(app):
-    conn, storage = redis_connection(app), services(app).storage
+    conn, storage = services(app).redis, services(app).storage
     old = time.time() - uploads.offer_seconds(app.config) - 60
     unclaimed, held, done, fresh = (_uploaded(app, f"{n}.wav") for n in ("unclaimed", "held", "done", "fresh"))
     for key in (unclaimed, held, done, fresh):
         if key != fresh:
             conn.delete(uploads.OFFERED + key)  # its offer expired
             os.utime(storage.path(key), (old, old))
-    waiting = enqueue_search(app, held, {})  # a queued search holds it
+    waiting = enqueue_search(services(app), held, {})  # a queued search holds it
     uploads.hold(conn, done, "no-such-job-any-more")
     catalog_file = storage.root / "audio" / "kept.wav"
     catalog_file.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ import requests
 
 from audiofind import uploads
 from audiofind.app import create_app, services
-from audiofind.jobs.queue import redis_connection
 from audiofind.storage.base import StorageError
 
 AUDIO = bytes(range(256)) * 40  # 10240 bytes; the content does not matter to storage
@@ -81,7 +80,7 @@ class Harness:
         with self.app.test_request_context(base_url=self.live.base):
             result = getattr(self.storage, method)(*args)
             if method == "upload_target":
-                uploads.offer(redis_connection(self.app), self.app.config, args[0], "upload")
+                uploads.offer(services(self.app).redis, self.app.config, args[0], "upload")
         if isinstance(result, dict):
             return {**result, "upload_url": urljoin(self.live.base + "/", result["upload_url"])}
         return urljoin(self.live.base + "/", result)

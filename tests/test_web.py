@@ -5,8 +5,8 @@ import re
 import pytest
 
 import audiogen
-from audiofind.app import get_catalog
-from audiofind.jobs.queue import run_worker
+from audiofind.app import get_catalog, services
+from audiofind.jobs.worker import run_worker
 
 pytestmark = pytest.mark.usefixtures("empty_queue")
 
@@ -90,7 +90,7 @@ def test_search_flow_upload_status_partial_then_results(app, client, catalog, au
     running = text(client.get(status_url, headers=HX))
     assert "hx-get" in running  # still polling while the job waits
 
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     done = client.get(status_url, headers=HX)
     html = text(done)
     assert done.status_code == 200 and done.headers["Vary"] == "HX-Request"
@@ -115,7 +115,7 @@ def test_search_with_filters_only_returns_matching_tracks(app, client, catalog, 
     form = {"key": key, "album": "Light", "tags": "Synth", "min_duration": "10", "max_duration": "30",
             "collapse_versions": ["0", "1"], "per_album": "5"}
     html = text(client.post("/searches", data=form, headers=HX))
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     html = text(client.get(poll_url(html), headers=HX))
     titles = re.findall(r'<h3><a href="/tracks/\w+">([^<]+)</a>', html)
     assert sorted(titles) == ["Morning", "Noon"]
@@ -126,7 +126,7 @@ def test_not_audio_fails_the_job_with_a_clear_message_and_a_toast(app, client, c
     audiogen.text_file(fake)
     key = upload(client, fake, "audio/mpeg")
     html = text(client.post("/searches", data={"key": key}, headers=HX))
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     failed = text(client.get(poll_url(html), headers=HX))
     assert 'data-state="failed"' in failed and "hx-trigger" not in failed
     assert "notes.mp3" in failed and 'class="toast error"' in failed
@@ -269,7 +269,7 @@ def test_admin_ingest_row_polls_until_added(app, client, catalog, audio_dir):
     row = client.post("/admin/ingests", data={"key": key, "filename": "dawn.wav"}, headers=HX)
     html = text(row)
     assert row.status_code == 202 and "<tr" in html and "dawn.wav" in html and "hx-trigger" in html
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     finished = client.get(poll_url(html), headers=HX)
     done = text(finished)
     assert "added" in done and "hx-trigger" not in done
@@ -278,7 +278,7 @@ def test_admin_ingest_row_polls_until_added(app, client, catalog, audio_dir):
     # the same audio again is recognised
     key = upload(client, new)
     html = text(client.post("/admin/ingests", data={"key": key, "filename": "dawn copy.wav"}, headers=HX))
-    run_worker(app, burst=True)
+    run_worker(services(app), burst=True)
     assert "already in the catalog" in text(client.get(poll_url(html), headers=HX))
     bad = client.post("/admin/ingests", data={"key": "audio/forged.wav"}, headers=HX)
     assert bad.status_code == 400 and "upload the file again" in text(bad)
@@ -292,7 +292,7 @@ def test_admin_metadata_import_errors(app, client, catalog):
     for data, reason in ((b"name,title\na,b\n", "no &#39;file&#39; column"), (b"file,title\n\xff\xfe,x\n", "not UTF-8")):
         started = client.post("/admin/metadata", data={"csv": (io.BytesIO(data), "m.csv")},
                               content_type="multipart/form-data", headers=HX)
-        run_worker(app, burst=True)
+        run_worker(services(app), burst=True)
         failed = text(client.get(poll_url(text(started)), headers=HX))
         assert "m.csv" in failed and reason in failed and "hx-get" not in failed
     app.config["MAX_CSV_BYTES"] = 1000

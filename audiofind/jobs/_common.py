@@ -1,15 +1,42 @@
-"""What both job functions share: the worker's app, progress in job.meta, failures users can read."""
+"""What the job functions share: the worker's services, progress in job.meta, failures users can read."""
 
 import contextlib
+import contextvars
+import functools
 import logging
+from pathlib import Path
+
+from rq import get_current_job as current_job
+
+from audiofind import uploads
+from audiofind.audio import AudioError
+from audiofind.config import load_config
+from audiofind.index.base import IndexUnavailable
+from audiofind.services import Services
+from audiofind.storage.base import StorageError
 
 logger = logging.getLogger("audiofind.jobs")
+_running_services = contextvars.ContextVar("audiofind_running_services", default=None)
 
 
-def current_job():
-    from rq import get_current_job
+@contextlib.contextmanager
+def running_services(services):
+    """The services of the worker that runs the jobs inside the block (see worker.HeartbeatWorker)."""
+    token = _running_services.set(services)
+    try:
+        yield
+    finally:
+        _running_services.reset(token)
 
-    return get_current_job()
+
+def job_services() -> Services:
+    """The services of the worker running this job; under a plain `rq worker`, built once from the environment."""
+    return _running_services.get() or _services_from_environment()
+
+
+@functools.cache
+def _services_from_environment() -> Services:
+    return Services(load_config())
 
 
 def set_stage(stage):
@@ -25,7 +52,7 @@ def user_errors():
     with its message in job.meta["error"] for the page and the API; anything else may be retried."""
     try:
         yield
-    except _user_error_types() as error:
+    except USER_ERROR_TYPES as error:
         if not _is_final(error):
             raise
         job = current_job()
@@ -38,33 +65,22 @@ def user_errors():
 
 
 @contextlib.contextmanager
-def upload_copy(app, key):
+def upload_copy(services, key):
     """A local copy of the upload under ``key`` for the job to read. The upload is released (deleted) when the
     job is done with it: after the block, or after a failure that no retry will follow (a retry needs it)."""
-    from audiofind import uploads
-    from audiofind.app import services
-    from audiofind.jobs.queue import redis_connection
-
-    storage = services(app).storage
     try:
-        with storage.local_copy(key) as path:
+        with services.storage.local_copy(key) as path:
             yield path
     except Exception as error:
         if not will_retry(error):
-            uploads.release(redis_connection(app), storage, key)
+            uploads.release(services.redis, services.storage, key)
         raise
-    uploads.release(redis_connection(app), storage, key)
+    uploads.release(services.redis, services.storage, key)
 
 
 def _message(error, filename=None):
     """The message for people: the user's file name, never our storage key, temporary path, bucket or host
     (those go to the worker's log)."""
-    from pathlib import Path
-
-    from audiofind.audio import AudioError
-    from audiofind.index.base import IndexUnavailable
-    from audiofind.storage.base import StorageError
-
     if isinstance(error, KeyError):
         return f"unknown track {error.args[0]}" if error.args else "unknown track"
     if isinstance(error, AudioError) and filename:
@@ -81,12 +97,7 @@ def _message(error, filename=None):
     return str(error)
 
 
-def _user_error_types():
-    from audiofind.audio import AudioError
-    from audiofind.index.base import IndexUnavailable
-    from audiofind.storage.base import StorageError
-
-    return (AudioError, ValueError, KeyError, StorageError, IndexUnavailable)
+USER_ERROR_TYPES = (AudioError, ValueError, KeyError, StorageError, IndexUnavailable)
 
 
 def will_retry(error):
@@ -97,6 +108,4 @@ def will_retry(error):
 
 def _is_final(error):
     """Retrying cannot help: the file, the request or the configuration is wrong (a storage outage is not)."""
-    from audiofind.storage.base import StorageError
-
-    return isinstance(error, _user_error_types()) and not (isinstance(error, StorageError) and error.transient)
+    return isinstance(error, USER_ERROR_TYPES) and not (isinstance(error, StorageError) and error.transient)

@@ -1,21 +1,18 @@
 """The ingest job: add an uploaded file to the catalog (a copy of it, under the catalog's prefix), then drop the upload."""
 
-from audiofind.jobs._common import current_job, set_stage, upload_copy, user_errors
-from audiofind.jobs.queue import worker_app
+from audiofind.jobs._common import job_services, current_job, set_stage, upload_copy, user_errors
 
 
 def run_ingest(key, filename, metadata=None):
     """Ingest the upload stored under ``key`` (``filename`` is the user's name for it).
 
     Returns {status: added|duplicate, track_id, file, title, version_of}."""
-    from audiofind.app import get_catalog
-
-    app = worker_app()
-    with app.app_context(), user_errors():
+    services = job_services()
+    with user_errors():
         job = current_job()
         set_stage("analyzing")
-        with upload_copy(app, key) as path:
-            outcome = get_catalog(app).ingest(path, file=filename, metadata=metadata or {},
+        with upload_copy(services, key) as path:
+            outcome = services.catalog.ingest(path, file=filename, metadata=metadata or {},
                                               track_id=job.id.replace("-", "")[:16] if job else None)
         track = outcome.track
         return {

@@ -1,7 +1,7 @@
 """The search job: embed an uploaded reference file, search the catalog, delete the upload."""
 
-from audiofind.jobs._common import set_stage, upload_copy, user_errors
-from audiofind.jobs.queue import worker_app
+from audiofind.index.base import Filters
+from audiofind.jobs._common import job_services, set_stage, upload_copy, user_errors
 
 
 def run_search(key, options):
@@ -9,16 +9,13 @@ def run_search(key, options):
 
     ``options``: limit, start, end, mode, per_album, per_artist, collapse_versions, and filters (a dict of
     index.base.Filters fields)."""
-    from audiofind.app import get_catalog
-    from audiofind.index.base import Filters
-
-    app = worker_app()
+    services = job_services()
     options = dict(options or {})
-    with app.app_context(), user_errors():
-        catalog = get_catalog(app)
+    with user_errors():
+        catalog = services.catalog
         filters = Filters(**(options.pop("filters", None) or {}))
         start, end = options.pop("start", None), options.pop("end", None)
-        with upload_copy(app, key) as path:  # a reference track is not kept
+        with upload_copy(services, key) as path:  # a reference track is not kept
             set_stage("analyzing")
             query = catalog.embed_query(path, start=start, end=end)
         set_stage("searching")

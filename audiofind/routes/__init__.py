@@ -1,19 +1,26 @@
 """One blueprint per area, plus what every page shares: htmx, error pages, template helpers."""
 
-from functools import lru_cache
 from importlib import resources
 
-from flask import jsonify, make_response, render_template, request, send_file
+from flask import current_app, jsonify, make_response, render_template, request, send_file
+from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
-from audiofind import health, logs
+from audiofind import health, logs, upload_policy
+from audiofind.display import clock, envelope_svg, percent
+from audiofind.index.base import IndexUnavailable
+from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
+from audiofind.routes import admin, api, security, storage, ui, widgets
+from audiofind.routes.auth import admin_access
+from audiofind.routes.context import services
 from audiofind.routes.errors import UserError, error
 from audiofind.routes.hx import htmx, toast
+from audiofind.routes.playback import playback_url
 
 # htmx itself, from a Python package pinned to one exact version (pyproject.toml): a new major changes behaviour.
 HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")
-# What a job or an upload is doing, as the page says it: the templates read STAGES, app.js reads them from the
-# page (data-stages); the job stages are those the jobs set (jobs/_common.set_stage).
+# What a job or an upload is doing, as the page says it: the templates read ``stages``, app.js reads them from the
+# page (<body data-stages>); the job stages are those the jobs set (jobs/_common.set_stage).
 STAGES = {
     "waiting": "Waiting to upload…",
     "uploading": "Uploading…",
@@ -25,11 +32,6 @@ STAGES = {
 
 
 def register_blueprints(app):
-    from audiofind import upload_policy
-    from audiofind.routes import admin, api, security, storage, ui, widgets
-    from audiofind.routes.auth import admin_access
-    from audiofind.routes.playback import playback_url
-
     app.before_request(_set_request_id)  # first: a guard that answers early still has its request's id
     app.after_request(_send_request_id)
     for module in (ui, api, admin, widgets, storage):
@@ -42,11 +44,6 @@ def register_blueprints(app):
     htmx.init_app(app)
 
     app.register_error_handler(HTTPException, _http_error)
-    from audiofind.index.base import IndexUnavailable
-    from redis import RedisError
-
-    from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
-
     app.register_error_handler(UserError, lambda e: _error(e.status, str(e), e.code))
     app.register_error_handler(QueueUnavailable, lambda e: _error(503, str(e), "unavailable"))
     app.register_error_handler(RedisError, lambda e: _error(503, str(queue_unavailable(e)), "unavailable"))
@@ -71,18 +68,12 @@ def _send_request_id(response):
 
 
 def _index_unavailable(error):
-    from flask import current_app
-
     current_app.logger.warning("index unavailable: %s", error)  # its cluster and host are for the log
     return _error(503, "the catalog cannot be reached right now; please try again later", "unavailable")
 
 
 def _readyz():
-    from flask import current_app
-
-    from audiofind.routes.auth import admin_access
-
-    report = health.readiness(current_app)
+    report = health.readiness(services())
     status = 200 if report["ok"] else 503
     try:
         admin = admin_access() == "ok"
@@ -112,48 +103,3 @@ def _error(status, message, code=None):
         render_template("errors/page.html", status=status, message=message), status)
     response.vary.add("HX-Request")
     return response
-
-
-# -- template helpers
-
-
-def clock(seconds):
-    """123.4 -> '2:03'."""
-    if seconds is None:
-        return "–"
-    seconds = int(round(float(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-def percent(score):
-    return "–" if score is None else f"{max(0.0, float(score)) * 100:.0f}%"
-
-
-def envelope_svg(envelope, duration, match_start=None, match_end=None, width=300, height=44, bars=90):
-    """Coordinates for a server-rendered loudness picture: one bar per slice of time (the loudest moment in
-    it), drawn as a single stroked path, and the best-matching region to highlight."""
-    values = tuple(envelope or ())
-    region = None
-    if duration and match_start is not None:
-        end = match_end if match_end is not None else match_start
-        x = width * max(0.0, min(1.0, match_start / duration))
-        w = max(width * (min(end, duration) - match_start) / duration, 2.0)
-        region = {"x": round(x, 1), "width": round(min(w, width - x), 1)}
-    path, bar = _bars(values, width, height, bars)
-    return {"width": width, "height": height, "path": path, "bar": bar, "region": region}
-
-
-@lru_cache(maxsize=4096)
-def _bars(envelope, width, height, bars):
-    """The same track comes back in many result lists: its picture is drawn once per process."""
-    values = [min(1.0, max(0.0, float(v))) for v in envelope]
-    if len(values) > bars:
-        step = len(values) / bars
-        values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(bars)]
-    middle, dx = height / 2, width / max(len(values), 1)
-    path = " ".join(
-        f"M{(i + 0.5) * dx:.1f},{middle - max(v, 0.04) * (middle - 2):.1f}V{middle + max(v, 0.04) * (middle - 2):.1f}"
-        for i, v in enumerate(values)
-    ) or f"M0,{middle}H{width}"
-    return path, round(dx * 0.62, 2)

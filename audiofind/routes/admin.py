@@ -101,14 +101,14 @@ def start_ingest():
         filename = ingest.filename or claimed
     except UserError as error:
         return render_template("admin/_ingest_row.html", job=None, filename=filename, error=str(error)), error.status
-    job = enqueue_ingest(current_app, ingest.key, filename)
+    job = enqueue_ingest(services(), ingest.key, filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "file": filename, "result": None, "error": None}
     return render_template("admin/_ingest_row.html", job=info, filename=filename), 202
 
 
 @bp.get("/ingests/<job_id>")
 def ingest_status(job_id):
-    info = job_status(current_app, job_id, kind="ingest")
+    info = job_status(services(), job_id, kind="ingest")
     if info is None:
         return render_template("admin/_ingest_row.html", job=None, filename="", error="unknown job"), 404
     added = info["status"] == "finished" and (info["result"] or {}).get("status") == "added"
@@ -130,14 +130,14 @@ def import_metadata():
         path = Path(folder) / "metadata.csv"
         upload.save(path)
         storage.put_file(path, key, "text/csv")
-    job = enqueue_metadata_import(current_app, key, upload.filename)
+    job = enqueue_metadata_import(services(), key, upload.filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "file": upload.filename, "result": None, "error": None}
     return render_template("admin/_import_result.html", job=info), 202
 
 
 @bp.get("/imports/<job_id>")
 def import_status(job_id):
-    info = job_status(current_app, job_id, kind="metadata")
+    info = job_status(services(), job_id, kind="metadata")
     if info is None:
         return toast("That import is no longer known.", "error", 404)
     return render_template("admin/_import_result.html", job=info)
@@ -161,9 +161,7 @@ def mount_rq_dashboard(app):
         if cross_site():  # the dashboard changes state on some GETs (requeue, empty): same-site requests only
             abort(403, "cross-site request refused")
         if not getattr(current_app, "redis_conn", None):
-            from audiofind.jobs.queue import redis_connection
-
             # the dashboard reads current_app.redis_conn; share ours (works for unix sockets too)
-            current_app.redis_conn = redis_connection(current_app)
+            current_app.redis_conn = services().redis
             current_app.config["RQ_DASHBOARD_REDIS_URL"] = [current_app.config["REDIS_URL"]]
         return None

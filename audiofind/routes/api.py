@@ -3,13 +3,13 @@
 Each route's request and answer are models of schemas.py, validated and documented by ``operation``. Views
 answer jsonify(...): spectree then checks the JSON bytes in pydantic-core, without walking Python objects."""
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import QueueUnavailable, enqueue_ingest, enqueue_search, job_status
 from audiofind.routes import schemas
-from audiofind.routes.context import get_catalog
+from audiofind.routes.context import get_catalog, services
 from audiofind.routes.errors import UserError, error
 from audiofind.routes.openapi import openapi_document, operation
 from audiofind.routes.playback import public_result
@@ -69,14 +69,14 @@ def create_search():
     """Start a search with an uploaded file"""
     search = _body()
     filename = claim_upload(search.key)
-    return _accepted(enqueue_search(current_app, search.key, search.job_options(), filename), "api.get_search")
+    return _accepted(enqueue_search(services(), search.key, search.job_options(), filename), "api.get_search")
 
 
 @bp.get("/searches/<job_id>")
 @operation((200, schemas.SearchStatus), 404, 503)
 def get_search(job_id):
     """A search's status and, when finished, its results"""
-    info = job_status(current_app, job_id, kind="search")
+    info = job_status(services(), job_id, kind="search")
     if info is None:
         raise UserError("no such search (it may have expired)", 404, "not_found")
     results = [public_result(r) for r in info.pop("result") or []]
@@ -149,7 +149,7 @@ def ingest_track():
     ingest = _body()
     filename = claim_upload(ingest.key)
     metadata = ingest.metadata.model_dump(exclude_none=True)
-    return _accepted(enqueue_ingest(current_app, ingest.key, ingest.filename or filename, metadata), "api.get_ingest")
+    return _accepted(enqueue_ingest(services(), ingest.key, ingest.filename or filename, metadata), "api.get_ingest")
 
 
 def _accepted(job, status_endpoint):
@@ -162,7 +162,7 @@ def _accepted(job, status_endpoint):
 @operation((200, schemas.IngestStatus), 401, 403, 404, 503, admin=True)
 def get_ingest(job_id):
     """An ingest job's status and outcome (admin)"""
-    info = job_status(current_app, job_id, kind="ingest")
+    info = job_status(services(), job_id, kind="ingest")
     if info is None:
         raise UserError("no such ingest job (it may have expired)", 404, "not_found")
     return jsonify({**_job_fields(info), "file": info["file"], "result": info["result"]})

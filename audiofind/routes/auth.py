@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request, session
 
-from audiofind.jobs.queue import redis_connection
+from audiofind.routes.context import services
 from audiofind.routes.errors import UserError
 
 ADMIN_SESSION = "audiofind:admin-session:"  # + id -> "1" while that login lasts
@@ -70,7 +70,7 @@ def admin_access():
         return "ok" if hmac.compare_digest(given.encode(), token.encode()) else "denied"
     mark, login = session.get("admin"), session.get("admin_login")
     if isinstance(mark, str) and isinstance(login, str) and hmac.compare_digest(mark, _token_mark(token)):
-        if redis_connection(current_app).exists(ADMIN_SESSION + login):
+        if services().redis.exists(ADMIN_SESSION + login):
             return "ok"
     return "missing"
 
@@ -81,7 +81,7 @@ def admin_login(given):
     token = current_app.config.get("ADMIN_TOKEN") or ""
     if token and isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode()):
         login = secrets.token_urlsafe(24)
-        redis_connection(current_app).set(ADMIN_SESSION + login, "1", ex=int(current_app.config["ADMIN_SESSION_SECONDS"]))
+        services().redis.set(ADMIN_SESSION + login, "1", ex=int(current_app.config["ADMIN_SESSION_SECONDS"]))
         session.clear()
         session["admin"], session["admin_login"] = _token_mark(token), login
         return True
@@ -91,7 +91,7 @@ def admin_login(given):
 def admin_logout():
     login = session.get("admin_login")
     if isinstance(login, str):
-        redis_connection(current_app).delete(ADMIN_SESSION + login)
+        services().redis.delete(ADMIN_SESSION + login)
     session.clear()
 
 

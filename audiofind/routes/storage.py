@@ -4,12 +4,11 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from audiofind import uploads
 from audiofind.routes.context import services
-from audiofind.jobs.queue import redis_connection
 from audiofind.routes.errors import error as _error
 from audiofind.storage.base import StorageError, base_type, content_type_for
-from audiofind.storage.local import PLAYBACK_SALT, UPLOAD_SALT, LocalStorage
+from audiofind.storage.local import PLAYBACK_PATH, PLAYBACK_SALT, UPLOAD_PATH, UPLOAD_SALT, LocalStorage
 
-bp = Blueprint("storage", __name__, url_prefix="/storage")
+bp = Blueprint("storage", __name__)
 
 
 def _local_storage() -> LocalStorage:
@@ -19,7 +18,7 @@ def _local_storage() -> LocalStorage:
     return storage
 
 
-@bp.put("/upload/<token>")
+@bp.put(UPLOAD_PATH + "<token>")
 def upload(token):
     storage = _local_storage()
     try:
@@ -33,7 +32,7 @@ def upload(token):
     # (werkzeug's own limit refuses to read at it, even an upload of exactly that size behind gunicorn).
     request.max_content_length = max_size + 1
     refusal = None
-    if not uploads.is_open(redis_connection(current_app), storage, key):
+    if not uploads.is_open(services().redis, storage, key):
         refusal = _error(403, "this upload link was already used; ask for a new one")
     sent_type = base_type(request.content_type) or "application/octet-stream"
     if sent_type != expected_type:
@@ -51,7 +50,7 @@ def upload(token):
     return jsonify(key=key, size=written)
 
 
-@bp.route("/audio/<token>", methods=["GET", "HEAD"])
+@bp.route(PLAYBACK_PATH + "<token>", methods=["GET", "HEAD"])
 def playback(token):
     storage = _local_storage()
     try:

@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import enqueue_search, job_status
-from audiofind.routes.context import get_catalog
+from audiofind.routes.context import get_catalog, services
 from audiofind.routes.errors import UserError
 from audiofind.routes.hx import htmx, render
 from audiofind.routes.schemas import NewSearch, SimilarQuery, parse
@@ -37,7 +37,7 @@ def start_search():
         filename = claim_upload(search.key)
     except UserError as error:
         return render_template("search/_status.html", job=None, error=str(error)), error.status
-    job = enqueue_search(current_app, search.key, search.job_options(), filename)
+    job = enqueue_search(services(), search.key, search.job_options(), filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "result": None, "error": None}
     return render_template("search/_status.html", job=info), 202
 
@@ -45,7 +45,7 @@ def start_search():
 @bp.get("/searches/<job_id>")
 def search_status(job_id):
     cached = _finished_searches().get(job_id)
-    info = cached[0] if cached else job_status(current_app, job_id, kind="search")
+    info = cached[0] if cached else job_status(services(), job_id, kind="search")
     if info is None:
         if htmx:
             error = "This search has expired or does not exist; drop your file again."
@@ -104,7 +104,8 @@ def track(track_id):
         abort(404)
     neighbours = catalog.similar(track_id, limit=10)
     widget = url_for("widgets.similar", track_id=track_id, _external=True)
-    return render_template("tracks/show.html", track=item, results=neighbours, widget_url=widget)
+    return render_template("tracks/show.html", track=item, results=neighbours, widget_url=widget,
+                           extra_fields=catalog.extra_fields())
 
 
 @bp.get("/tracks/<track_id>/similar")

@@ -3,7 +3,6 @@
 from flask import current_app
 
 from audiofind import upload_policy, uploads
-from audiofind.jobs.queue import redis_connection
 from audiofind.routes.context import services
 from audiofind.routes.errors import UserError
 from audiofind.routes.playback import absolute
@@ -29,7 +28,7 @@ def new_upload(upload):
     except StorageError as error:
         raise UserError(f"{filename}: {error}", 400) from error
     # Only keys we handed out may be searched or ingested, each once (a job deletes its upload afterwards).
-    uploads.offer(redis_connection(current_app), current_app.config, key, filename)
+    uploads.offer(services().redis, current_app.config, key, filename)
     return {**target, "upload_url": absolute(target["upload_url"]), "key": key}
 
 
@@ -38,7 +37,7 @@ def claim_upload(key):
     if not key or not isinstance(key, str):
         raise UserError("key is required: ask POST /api/v1/uploads for one and send the file there first")
     try:
-        return uploads.claim(redis_connection(current_app), services().storage, key,
+        return uploads.claim(services().redis, services().storage, key,
                              upload_policy.max_bytes(current_app.config))
     except uploads.UploadRefused as refused:
         raise UserError(str(refused), 413 if refused.code == "too_large" else 400, refused.code) from None

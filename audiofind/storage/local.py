@@ -1,6 +1,7 @@
 """Audio files in the instance folder (the embedded default).
 
-Browsers reach the files through signed, expiring URLs served by audiofind/routes/storage.py:
+Browsers reach the files through signed, expiring URLs served by audiofind/routes/storage.py (at UPLOAD_PATH and
+PLAYBACK_PATH):
 the token carries the key (and for uploads the content type and the largest size allowed),
 signed with the app's SECRET_KEY, so the routes need no per-upload state.
 """
@@ -11,12 +12,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
 from audiofind.config import data_dir
 from audiofind.hookspecs import hookimpl
 from audiofind.storage.base import Storage, StorageError
 
 UPLOAD_SALT = "audiofind.storage.upload"
 PLAYBACK_SALT = "audiofind.storage.playback"
+# Where routes/storage.py serves the signed URLs, below the app's root.
+UPLOAD_PATH = "/storage/upload/"
+PLAYBACK_PATH = "/storage/audio/"
 
 class LocalStorage(Storage):
     name = "local"
@@ -97,36 +103,30 @@ class LocalStorage(Storage):
                     continue
                 yield path.relative_to(self.root).as_posix(), modified
 
-    # -- signed URLs (need a Flask app or request context: they call url_for)
+    # -- signed URLs, relative to the app's root (APPLICATION_ROOT)
     def _serializer(self, salt):
-        from flask import current_app
-        from itsdangerous import URLSafeTimedSerializer
+        return URLSafeTimedSerializer(self.config["SECRET_KEY"], salt=salt)
 
-        return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
+    def _url(self, path, token):
+        return (self.config.get("APPLICATION_ROOT") or "/").rstrip("/") + path + token
 
     def upload_target(self, key, content_type, size):
-        from flask import url_for
-
         self.path(key)  # reject a bad key now rather than at upload time
         content_type, size = self.checked_upload(content_type, size)
         token = self._serializer(UPLOAD_SALT).dumps({"key": key, "type": content_type, "size": size})
         return {
-            "upload_url": url_for("storage.upload", token=token),
+            "upload_url": self._url(UPLOAD_PATH, token),
             "method": "PUT",
             "headers": {"Content-Type": content_type},
         }
 
     def playback_url(self, key):
-        from flask import url_for
-
         self.path(key)
         token = self._serializer(PLAYBACK_SALT).dumps({"key": key})
-        return url_for("storage.playback", token=token)
+        return self._url(PLAYBACK_PATH, token)
 
     def read_token(self, token: str, salt: str, max_age: int) -> dict:
         """The claims of a token made by upload_target/playback_url; StorageError when forged or expired."""
-        from itsdangerous import BadSignature, SignatureExpired
-
         try:
             return self._serializer(salt).loads(token, max_age=max_age)
         except SignatureExpired:

@@ -81,6 +81,7 @@ class Served:
         environment = {
             **os.environ,
             "AUDIOFIND_EMBEDDER": "dsp",
+            "AUDIOFIND_ENTRY_POINT_PLUGINS": "false",
             "AUDIOFIND_SECRET_KEY": "reliability",
             "AUDIOFIND_ADMIN_TOKEN": TOKEN,
             "AUDIOFIND_REDIS_URL": redis_server.url,
