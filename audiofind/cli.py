@@ -15,6 +15,7 @@ from audiofind.config import ConfigError, load_config
 from audiofind.display import clock
 from audiofind.embedders.base import EmbedderUnavailable, describe
 from audiofind.index.base import EmbedderMismatch, Filters, IndexUnavailable
+from audiofind.index.filters import MAX_NUMBER, PARAMS, PUBLIC_FIELDS
 from audiofind.jobs.worker import run_worker
 from audiofind.migrate import migrate as run_migrations
 from audiofind.moveup import move_up as run_move_up
@@ -147,6 +148,22 @@ def ingest(obj, paths):
         sys.exit(1)
 
 
+def filter_options():
+    """One click option per filter input of the filter table (index/filters.py)."""
+    for f in PUBLIC_FIELDS:
+        if f.kind == "range":
+            for param, side in zip(f.params, ("at least", "at most")):
+                bounds = click.FloatRange(f.low, None if f.high >= MAX_NUMBER else f.high)
+                yield click.option("--" + param.replace("_", "-"), param, type=bounds,
+                                   help=f"Only tracks {side} {f.help} ({f.unit}).")
+        elif f.is_list:
+            yield click.option(f.option or f"--{f.name}", f.params[0], multiple=True,
+                               help=f"Only tracks {f.help} (repeatable).")
+        else:
+            yield click.option(f"--{f.name}", f.params[0], default="", help=f"Only tracks {f.help}.",
+                               type=click.Choice(f.choices) if f.choices else str)
+
+
 def search_options(command):
     options = [
         click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1, 1000),
@@ -155,13 +172,7 @@ def search_options(command):
         click.option("--mode", type=click.Choice(SEARCH_MODES), default=DEFAULT_MODE, show_default=True,
                      help="Rank by whole-track sound, by the best-matching segments, or auto: segments when the "
                      "reference is an excerpt of a catalog track, else whole tracks."),
-        click.option("--album", default="", help="Only tracks of this album."),
-        click.option("--artist", default="", help="Only tracks of this artist."),
-        click.option("--tag", "tags", multiple=True, help="Only tracks with this tag (repeatable: all must match)."),
-        click.option("--min-duration", type=float, help="Only tracks at least this long (seconds)."),
-        click.option("--max-duration", type=float, help="Only tracks at most this long (seconds)."),
-        click.option("--min-bpm", type=float, help="Only tracks at least this fast (beats per minute)."),
-        click.option("--max-bpm", type=float, help="Only tracks at most this fast (beats per minute)."),
+        *filter_options(),
         click.option("--per-album", type=click.IntRange(1), help="At most N results from one album."),
         click.option("--per-artist", type=click.IntRange(1), help="At most N results from one artist."),
         click.option("--all-versions", is_flag=True, help="Show every version of a recording, not just the best."),
@@ -172,15 +183,7 @@ def search_options(command):
 
 
 def _search_kwargs(opts) -> dict:
-    filters = Filters(
-        album=opts["album"],
-        artist=opts["artist"],
-        tags=list(opts["tags"]),
-        min_duration=opts["min_duration"],
-        max_duration=opts["max_duration"],
-        min_bpm=opts["min_bpm"],
-        max_bpm=opts["max_bpm"],
-    )
+    filters = Filters(**{p: list(opts[p]) if isinstance(opts[p], tuple) else opts[p] for p in PARAMS})
     return dict(
         limit=opts["limit"],
         mode=opts["mode"],

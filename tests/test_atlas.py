@@ -16,6 +16,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 
 from audiofind.index.atlas import (
+    FILTER_PATHS,
     AtlasIndex,
     dot_from_score,
     from_bson_vector,
@@ -339,9 +340,9 @@ def index(db):
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
     """ensure_indexes polls with time.sleep; the fake's builds advance per listing, so no waiting is needed."""
-    import audiofind.migrate
+    import audiofind.index.atlas.definitions
 
-    monkeypatch.setattr(audiofind.migrate, "sleep", lambda seconds: None)
+    monkeypatch.setattr(audiofind.index.atlas.definitions, "sleep", lambda seconds: None)
 
 
 def add_tracks(index, rng, n=6, windows=3, **fields_for):
@@ -361,7 +362,9 @@ def add_tracks(index, rng, n=6, windows=3, **fields_for):
 
 def test_index_definitions_from_migrations_files():
     specs = {spec["name"]: spec for spec in load_definitions({"dim": 4096, "window_dim": 2048})}
-    filters = [{"type": "filter", "path": p} for p in ("track_id", "file", "album", "artist", "tags", "duration", "bpm")]
+    # "$filters" in the files stands for one filter field per field of the filter table (index/filters.py)
+    assert FILTER_PATHS[:7] == ("track_id", "file", "album", "artist", "tags", "duration", "bpm")
+    filters = [{"type": "filter", "path": p} for p in FILTER_PATHS]
     assert specs["tracks_vector"] == {
         "collection": "tracks",
         "name": "tracks_vector",

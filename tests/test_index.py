@@ -384,6 +384,26 @@ def test_local_catalog_is_sqlite_wal_with_a_schema_version(local):
     conn.close()
 
 
+def test_local_catalog_gains_the_column_of_a_new_track_field_on_open(local, tmp_path):
+    """A Track field added after a catalog was made (a new filter's attribute) gets its column, with the
+    field's default in the rows already there; the tracks stay searchable and filterable."""
+    from audiofind.index.local import LocalIndex
+
+    rng = np.random.default_rng(13)
+    vector = add(local, make_track(1, album="Dawn"), rng)[0]
+    local.close()
+    conn = sqlite3.connect(local.db_path)
+    conn.execute("ALTER TABLE tracks DROP COLUMN group_id")  # the catalog of a version without group_id
+    conn.commit()
+    conn.close()
+    reopened = LocalIndex({"DATA_DIR": str(tmp_path / "instance")})
+    assert reopened.get(make_track(1).track_id).group_id == ""
+    assert reopened.search(vector, 1, Filters(album="Dawn"))[0].track_id == make_track(1).track_id
+    reopened.update(make_track(1).track_id, {"group_id": "g1"})
+    assert reopened.get(make_track(1).track_id).group_id == "g1"
+    reopened.close()
+
+
 def test_local_reopen_and_compact(local, tmp_path, monkeypatch):
     from audiofind.index.local import LocalIndex
 

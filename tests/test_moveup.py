@@ -23,9 +23,9 @@ IDENTITY = {"name": "dsp", "version": "1", "dim": 8, "window_dim": 4}
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    import audiofind.migrate
+    import audiofind.index.atlas.definitions
 
-    monkeypatch.setattr(audiofind.migrate, "sleep", lambda seconds: None)
+    monkeypatch.setattr(audiofind.index.atlas.definitions, "sleep", lambda seconds: None)
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def http_server(tmp_path):
 def test_downloads_a_missing_checkpoint_once_with_progress(http_server, checkpoint, tmp_path, monkeypatch, capsys):
     folder, base = http_server
     os.link(checkpoint, folder / "Cnn14.pth")
-    monkeypatch.setattr(panns, "CHECKPOINT_BYTES", checkpoint.stat().st_size)
+    monkeypatch.setattr(panns.checkpoint, "CHECKPOINT_BYTES", checkpoint.stat().st_size)
     instance = tmp_path / "instance"
     e = panns.PannsEmbedder({"DATA_DIR": str(instance), "PANNS_CHECKPOINT": "",
                              "PANNS_CHECKPOINT_URL": f"{base}/Cnn14.pth", "DEVICE": "cpu", "PANNS_ENGINE": "torch"})
@@ -179,7 +179,7 @@ def test_downloads_a_missing_checkpoint_once_with_progress(http_server, checkpoi
 def test_download_of_the_wrong_size_is_rejected(http_server, tmp_path, monkeypatch):
     folder, base = http_server
     (folder / "short.pth").write_bytes(b"x" * 1000)
-    monkeypatch.setattr(panns, "CHECKPOINT_BYTES", 5000)
+    monkeypatch.setattr(panns.checkpoint, "CHECKPOINT_BYTES", 5000)
     path = tmp_path / "models" / "Cnn14.pth"
     with pytest.raises(EmbedderUnavailable) as info:
         panns.download_checkpoint(f"{base}/short.pth", path)
@@ -289,7 +289,7 @@ def test_onnx_runtime_float32_engines_give_the_reference_embeddings(embedder, on
 @pytest.mark.parametrize("shape", [(1, 13, 9, 8), (2, 20, 16, 16), (1, 3, 2, 4)])
 def test_fast_convolutions_equal_the_direct_one(shape):
     """Any picture size (tiles past the edge are padded and cut off), several batch items."""
-    from audiofind.embedders.convolutions import GemmConv3x3, WinogradConv3x3
+    from audiofind.embedders.panns.convolutions import GemmConv3x3, WinogradConv3x3
 
     n, h, w, c = shape
     generator = torch.Generator().manual_seed(sum(shape))
@@ -316,7 +316,7 @@ def test_unknown_engine_is_a_clear_error(checkpoint, tmp_path):
 def test_int8_calibrates_on_catalog_audio_and_refuses_when_inaccurate(embedder, onnx_checkpoint, tmp_path,
                                                                       monkeypatch):
     pytest.importorskip("onnxruntime")
-    monkeypatch.setattr(panns, "CALIBRATION_TRACKS", 3)
+    monkeypatch.setattr(panns.int8, "CALIBRATION_TRACKS", 3)
     config = dict(embedder.config, PANNS_PRECISION="int8", PANNS_CHECKPOINT=str(onnx_checkpoint),
                   DATA_DIR=str(tmp_path))
     e = panns.PannsEmbedder(config)
@@ -332,7 +332,7 @@ def test_int8_calibrates_on_catalog_audio_and_refuses_when_inaccurate(embedder, 
     auto.device = torch.device("cpu")
     assert "int8-onnx" in auto.candidates("auto") and "int8-onnx" not in auto.candidates("torch")
     # Another process reuses the calibration; a stricter threshold makes it refuse with the measured figure.
-    monkeypatch.setattr(panns, "INT8_MIN_COSINE", 1.01)
+    monkeypatch.setattr(panns.int8, "INT8_MIN_COSINE", 1.01)
     assert "int8-onnx" not in auto.candidates("auto")
     with pytest.raises(EmbedderUnavailable) as info:
         panns.PannsEmbedder(config).check()
@@ -406,8 +406,8 @@ def test_a_second_load_reads_only_the_converted_weights(embedder, own_checkpoint
     def refuse(path):
         raise AssertionError("the checkpoint was read again")
 
-    monkeypatch.setattr(panns, "read_checkpoint", refuse)
-    monkeypatch.setattr(panns, "build_cnn14", refuse)
+    monkeypatch.setattr(panns.checkpoint, "read_checkpoint", refuse)
+    monkeypatch.setattr(panns.reference, "build_cnn14", refuse)
     again = panns.PannsEmbedder(config)
     np.testing.assert_array_equal(again.embed(blocks(signal)).vector, expected.vector)
     assert again.summary()["how"] == "configured"
@@ -432,7 +432,7 @@ class Clock:
 
 def test_auto_is_measured_once_and_cached(own_checkpoint, tmp_path, monkeypatch):
     """Every engine for real on the random checkpoint, the real clock; a second load reads the decision."""
-    from audiofind.embedders import autotune
+    from audiofind.embedders.panns import autotune
 
     e = panns.PannsEmbedder(auto_config(own_checkpoint, tmp_path))
     e.check()
@@ -461,9 +461,9 @@ def test_auto_is_measured_once_and_cached(own_checkpoint, tmp_path, monkeypatch)
 
 
 def test_a_candidate_below_the_cosine_gate_is_never_chosen(own_checkpoint, tmp_path, monkeypatch):
-    from audiofind.embedders import autotune
+    from audiofind.embedders.panns import autotune
 
-    monkeypatch.setattr(panns, "cpu_has_bf16", lambda: True)  # a second candidate on any CPU
+    monkeypatch.setattr(panns.choice, "cpu_has_bf16", lambda: True)  # a second candidate on any CPU
     config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
     clock = Clock({"bfloat16": 0.1, "float32": 1.0})
     monkeypatch.setattr(autotune, "measure", clock)
@@ -475,7 +475,7 @@ def test_a_candidate_below_the_cosine_gate_is_never_chosen(own_checkpoint, tmp_p
 
     # bfloat16 reaches cosine ~0.99999 on random weights: a stricter gate rejects it although it is faster.
     # The gate is part of the key, so the decision above is stale and measured again.
-    monkeypatch.setattr(panns, "AUTO_MIN_COSINE", 0.9999999)
+    monkeypatch.setattr(panns.choice, "AUTO_MIN_COSINE", 0.9999999)
     strict = panns.PannsEmbedder(config)
     strict.check()
     summary = strict.summary()
@@ -485,9 +485,9 @@ def test_a_candidate_below_the_cosine_gate_is_never_chosen(own_checkpoint, tmp_p
 
 @pytest.mark.parametrize("damage", ["corrupt", "stale"])
 def test_a_corrupt_or_stale_decision_is_measured_again(own_checkpoint, tmp_path, monkeypatch, damage):
-    from audiofind.embedders import autotune
+    from audiofind.embedders.panns import autotune
 
-    monkeypatch.setattr(panns, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(panns.choice, "cpu_has_bf16", lambda: True)
     config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
     monkeypatch.setattr(autotune, "measure", Clock({"float32": 0.5, "bfloat16": 1.0}))
     panns.PannsEmbedder(config).check()
@@ -510,9 +510,9 @@ def test_a_corrupt_or_stale_decision_is_measured_again(own_checkpoint, tmp_path,
 
 def test_two_processes_starting_at_once_measure_once(own_checkpoint, tmp_path, monkeypatch):
     """The second waits on the decision's lock and reads what the first measured."""
-    from audiofind.embedders import autotune
+    from audiofind.embedders.panns import autotune
 
-    monkeypatch.setattr(panns, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(panns.choice, "cpu_has_bf16", lambda: True)
     clock = Clock({"float32": 0.5, "bfloat16": 0.2})
     monkeypatch.setattr(autotune, "measure", clock)
     config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
@@ -528,7 +528,7 @@ def test_two_processes_starting_at_once_measure_once(own_checkpoint, tmp_path, m
 
 
 def test_summary_before_loading_reads_the_decision_without_loading(own_checkpoint, tmp_path, monkeypatch):
-    from audiofind.embedders import autotune
+    from audiofind.embedders.panns import autotune
 
     config = auto_config(own_checkpoint, tmp_path, PANNS_ENGINE="torch")
     assert panns.PannsEmbedder(config).summary() == {"name": "panns", "loaded": False}

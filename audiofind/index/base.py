@@ -5,6 +5,8 @@ from typing import Optional
 
 import numpy as np
 
+from audiofind.index.filters import Filters  # noqa: F401 (its home is the filter table)
+
 
 class IndexUnavailable(RuntimeError):
     """The index cannot answer (not ready, wrong dimensions, unreachable); the message says why."""
@@ -43,39 +45,6 @@ class Track:
     def to_dict(self) -> dict:
         # Shallow on purpose: asdict() deep-copies the envelope, which dominates result rendering.
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass
-class Filters:
-    exclude_track_ids: list = field(default_factory=list)
-    exclude_files: list = field(default_factory=list)
-    album: str = ""
-    artist: str = ""
-    tags: list = field(default_factory=list)  # every tag must be present
-    min_duration: Optional[float] = None
-    max_duration: Optional[float] = None
-    min_bpm: Optional[float] = None
-    max_bpm: Optional[float] = None
-
-    def matches(self, track: Track) -> bool:
-        """The reference semantics every backend implements."""
-        if track.track_id in self.exclude_track_ids or track.file in self.exclude_files:
-            return False
-        if self.album and track.album != self.album:
-            return False
-        if self.artist and track.artist != self.artist:
-            return False
-        if any(tag not in track.tags for tag in self.tags):
-            return False
-        if self.min_duration is not None and track.duration < self.min_duration:
-            return False
-        if self.max_duration is not None and track.duration > self.max_duration:
-            return False
-        if self.min_bpm is not None and (track.bpm is None or track.bpm < self.min_bpm):
-            return False
-        if self.max_bpm is not None and (track.bpm is None or track.bpm > self.max_bpm):
-            return False
-        return True
 
 
 @dataclass

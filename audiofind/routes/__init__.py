@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from audiofind import health, logs, upload_policy
 from audiofind.display import clock, envelope_svg, percent
 from audiofind.index.base import IndexUnavailable
+from audiofind.index.filters import PUBLIC_FIELDS
 from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
 from audiofind.routes import admin, api, security, storage, ui, widgets
 from audiofind.routes.auth import admin_access
@@ -51,7 +52,7 @@ def register_blueprints(app):
 
     app.jinja_env.globals.update(
         envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok",
-        stages=STAGES, audio_accept=upload_policy.ACCEPT,
+        stages=STAGES, audio_accept=upload_policy.ACCEPT, filter_fields=PUBLIC_FIELDS, zip=zip,
     )
     app.jinja_env.filters.update(clock=clock, percent=percent)
     app.context_processor(lambda: {"max_upload": upload_policy.max_bytes(app.config)})

@@ -1,7 +1,7 @@
 """Pick the fastest inference path by timing it on this machine, as cuDNN's benchmark mode or FFTW's plans do.
 
-Which engine and precision is fastest depends on the CPU in ways its flags do not tell (bfloat16 is 3x float32
-on a CPU with AMX, and slower than float32 on one with only AVX512-BF16), so every applicable candidate is
+Which engine and precision is fastest depends on the CPU in ways its flags do not tell (bfloat16 is much faster
+than float32 on a CPU with AMX, and slower on one with only AVX512-BF16), so every applicable candidate is
 built, run on the same probe input and timed; the fastest whose output stays close enough to the float32
 reference's wins, and the reference itself is always a candidate, so the choice is never slower than it.
 The decision is written to a JSON file with the key it was measured under (CPU, checkpoint, library versions,
@@ -16,6 +16,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+from audiofind.embedders.base import EmbedderUnavailable
 
 ROUNDS = 3  # timed runs per candidate after one warm-up run, interleaved; the fastest run counts
 VERSION = 2  # of the measurement and of the engines it times: a change makes every cached decision stale
@@ -82,8 +84,6 @@ def choose(path: Path, key: dict, candidates, reference: str, build, probe, simi
 
 
 def _measure(key, candidates, reference, build, probe, similarity, min_similarity):
-    from audiofind.embedders.base import EmbedderUnavailable
-
     probe = probe()
     runners, errors = {}, {}
     for label in [reference] + [c for c in candidates if c != reference]:

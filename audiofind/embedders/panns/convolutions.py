@@ -4,12 +4,11 @@ A 3x3 convolution can produce each 4x4 output tile from a 6x6 input tile with 36
 (input, output) channel pair instead of 144 (Lavin & Gray, "Fast Algorithms for Convolutional Neural
 Networks", 2016): the input tiles and the weights are moved into the transform domain, multiplied there as
 36 matrix products (channels in x channels out, which run at the matmul's full speed), and moved back.
-The transforms are memory traffic, so this pays where channels are many and the picture is small: on
-this 2-core CPU it runs Cnn14's blocks 3-5 at about twice the speed of a direct convolution; blocks 1-2
-have too few channels, and block 6's transformed weights would take 900 MB. F(2x2, 3x3) (16 products
-instead of 36, weights 16/9 instead of 4x the direct ones) trades some of the gain for memory. In float32
-the result equals the direct convolution within ~1e-6 relative; in bfloat16 it measured cosine 0.99996 to
-float32 over the trunk, as close as bfloat16's direct convolution.
+The transforms are memory traffic, so this pays where channels are many and the picture is small: Cnn14's
+blocks 3-5 (BENCHMARKS.md, "How float32 passes 2.5x"); blocks 1-2 have too few channels, and block 6's
+transformed weights would take 900 MB. F(2x2, 3x3) (16 products instead of 36, weights 16/9 instead of 4x
+the direct ones) trades some of the gain for memory. In float32 the result equals the direct convolution
+within float rounding; in bfloat16 it is as close to float32 as bfloat16's direct convolution.
 """
 
 import torch
@@ -91,8 +90,8 @@ class WinogradConv3x3:
 class GemmConv3x3:
     """The same convolution, scale, shift and ReLU as one matrix product over the 3x3 neighbourhoods (im2col).
 
-    For Cnn14's block 6 (a 2-wide picture, 1024-2048 channels) this measured twice as fast as oneDNN's
-    bfloat16 convolution and 1.6x its float32 one: the direct kernels have too few positions to fill.
+    For Cnn14's block 6 (a 2-wide picture, 1024-2048 channels) this beats oneDNN's direct convolution in
+    float32 and bfloat16 (BENCHMARKS.md): the direct kernels have too few positions to fill.
     """
 
     def __init__(self, weight, bias):

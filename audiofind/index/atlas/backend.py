@@ -3,7 +3,7 @@
 Collections in MONGODB_DATABASE:
   tracks    one document per track: the Track fields and ``vector`` (the track vector)
   segments  one document per window: track_id, i, start, end, ``vector`` and the filter fields
-            of its track (file, album, artist, tags, duration, bpm), so segment search filters in Atlas
+            of its track (atlas/filters.py: file, album, artist, tags, ...), so segment search filters in Atlas
   meta      {"_id": "embedder", name, version, dim, window_dim}
 
 Vectors are stored as BSON float32 vectors (binData subtype 9): half the size of an array of
@@ -15,20 +15,19 @@ ignore and the next remove/add of that id deletes.
 import contextlib
 import re
 import time
-from typing import Optional
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from audiofind.hookspecs import hookimpl
-from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Index, IndexUnavailable, Track
+from audiofind.index.atlas.filters import ARRAY_PATHS, SEGMENT_FIELDS, vector_filter
+from audiofind.index.atlas.definitions import ensure_indexes, search_index
+from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Hit, Index, IndexUnavailable, Track
 
 TRACKS_INDEX = "tracks_vector"
 SEGMENTS_INDEX = "segments_vector"
 MAX_CANDIDATES = 10000  # Atlas' limit for numCandidates
 TRACK_FIELDS = tuple(Track.__dataclass_fields__)
-FILTER_FIELDS = ("file", "album", "artist", "tags", "duration", "bpm")  # copied onto segments
-UPDATABLE = {"title", "artist", "album", "tags", "group_id", "bpm", "labels", "envelope", "storage_key"}
+UPDATABLE = {"title", "group_id", "labels", "envelope", "storage_key", *SEGMENT_FIELDS} - {"file"}  # filter fields too
 VECTOR_SUBTYPE = 9
 FLOAT32 = b"\x27\x00"  # dtype byte and padding byte of a float32 BSON vector
 
@@ -90,38 +89,19 @@ def _is_duplicate_hash(exc) -> bool:
     return False
 
 
-def vector_filter(filters: Filters) -> Optional[dict]:
-    """Filters as a $vectorSearch pre-filter (only fields declared "filter" in audiofind/migrations/atlas/).
+def connect(config):
+    """(client, database) for config MONGODB_URI / MONGODB_DATABASE; IndexUnavailable when unset."""
+    uri = config.get("MONGODB_URI") or ""
+    if not uri:
+        raise IndexUnavailable("MONGODB_URI is not set: set AUDIOFIND_MONGODB_URI to the Atlas connection string")
+    from pymongo import MongoClient
 
-    Same semantics as Filters.matches: a missing bpm never matches a BPM range, every tag must be present."""
-    clauses = []
-
-    def exclude(field, values):
-        values = list(dict.fromkeys(values))
-        if len(values) == 1:
-            clauses.append({field: {"$ne": values[0]}})  # "more like this": file $ne, as in the article
-        elif values:
-            clauses.append({field: {"$nin": values}})
-
-    exclude("track_id", filters.exclude_track_ids)
-    exclude("file", filters.exclude_files)
-    if filters.album:
-        clauses.append({"album": {"$eq": filters.album}})
-    if filters.artist:
-        clauses.append({"artist": {"$eq": filters.artist}})
-    for tag in dict.fromkeys(filters.tags):
-        clauses.append({"tags": {"$eq": tag}})  # $all is not a $vectorSearch filter operator; $eq matches an element
-    for field, low, high in (
-        ("duration", filters.min_duration, filters.max_duration),
-        ("bpm", filters.min_bpm, filters.max_bpm),
-    ):
-        if low is not None:
-            clauses.append({field: {"$gte": float(low)}})
-        if high is not None:
-            clauses.append({field: {"$lte": float(high)}})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+    client = MongoClient(
+        uri,
+        appname="audiofind",
+        serverSelectionTimeoutMS=int(config.get("ATLAS_TIMEOUT_MS") or 10000),
+    )
+    return client, client[config.get("MONGODB_DATABASE") or "audiofind"]
 
 
 def vector_search_pipeline(index, vector, limit, num_candidates, filter_, fields=("_id",)) -> list:
@@ -158,8 +138,6 @@ class AtlasIndex(Index):
     @property
     def db(self):
         if self._db is None:
-            from audiofind.migrate import connect
-
             self._client, self._db = connect(self.config)
         return self._db
 
@@ -200,8 +178,6 @@ class AtlasIndex(Index):
         return {k: v for k, v in doc.items() if k != "_id"} if doc else None
 
     def set_embedder_identity(self, identity):
-        from audiofind.migrate import ensure_indexes
-
         identity = dict(identity)
         for key in ("dim", "window_dim"):
             if not isinstance(identity.get(key), int) or identity[key] <= 0:
@@ -295,7 +271,7 @@ class AtlasIndex(Index):
         if len(windows) != len(window_vectors):
             raise ValueError(f"{len(windows)} windows but {len(window_vectors)} window vectors")
         doc = {"_id": track.track_id, **track.to_dict(), "vector": to_bson_vector(vector)}
-        shared = {field: doc[field] for field in FILTER_FIELDS}
+        shared = {field: doc[field] for field in SEGMENT_FIELDS}
         segments = [
             {
                 "_id": f"{track.track_id}:{i}",
@@ -388,7 +364,7 @@ class AtlasIndex(Index):
         with self._guard():
             if self.db["tracks"].update_one({"_id": track_id}, {"$set": dict(fields)}).matched_count == 0:
                 raise KeyError(track_id)
-            shared = {k: v for k, v in fields.items() if k in FILTER_FIELDS}
+            shared = {k: v for k, v in fields.items() if k in SEGMENT_FIELDS}
             if shared:
                 self.db["segments"].update_many({"track_id": track_id}, {"$set": shared})
                 _, before, windows = self._pending.get(track_id, (True, {}, 0))
@@ -421,10 +397,8 @@ class AtlasIndex(Index):
         """Atlas answers an unknown index with no results; say so instead of returning nothing."""
         if (name, dims) in self._ready:
             return
-        from audiofind.migrate import _search_index
-
         with self._guard():
-            info = _search_index(self.db[collection], name)
+            info = search_index(self.db[collection], name)
         if info is None:
             raise IndexUnavailable(
                 f"Atlas search index {name!r} on {collection!r} does not exist: run `audiofind migrate`"
@@ -554,7 +528,7 @@ class AtlasIndex(Index):
                 continue
             clauses = [{"track_id": {"$eq": track_id}}]
             for field, value in fields.items():
-                if field == "tags":
+                if field in ARRAY_PATHS:
                     clauses += [{"tags": {"$eq": tag}} for tag in value]
                 elif value is not None and value != "":
                     clauses.append({field: {"$eq": value}})
@@ -576,8 +550,3 @@ class AtlasIndex(Index):
                 raise IndexUnavailable(f"Atlas search indexes did not catch up with the last writes in {timeout:.0f} s")
             time.sleep(0.25)
         self._pending.clear()
-
-
-@hookimpl
-def register_indexes():
-    return [AtlasIndex]
