@@ -6,6 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES
+from audiofind.index import filters as table
 from audiofind.routes.errors import UserError
 
 MAX_LIMIT = 100
@@ -33,7 +34,6 @@ def _bounded(kind, low, high=None, description=None):
 
 
 Seconds = _bounded(float, 0, MAX_OFFSET, "Seconds.")
-Bpm = _bounded(float, 0, MAX_OFFSET, "Beats per minute.")
 Count = _bounded(int, 1, MAX_LIMIT)
 Offset = _bounded(int, 0, MAX_OFFSET, "Skip this many.")
 Bytes = _bounded(int, 1, None, "Bytes.")
@@ -63,43 +63,27 @@ class Input(BaseModel):
         return data
 
 
-def _comma_list(value):
-    return value.split(",") if isinstance(value, str) else value
+class Filters(Input, table.filters_model()):
+    """The catalog filters, from the filter table (index/filters.py): its fields and their descriptions (the OpenAPI
+    document), and its parse_filters checking them (text, a list or comma-separated text, bounds, min <= max).
+    The API's ``filters`` object, and flat fields of the page's search form and of "more like this"."""
 
-
-def _stripped(values):
-    return [value.strip() for value in values if value.strip()]
-
-
-class Filters(Input):
-    """The catalog filters (index.base.Filters' fields): the API's ``filters`` object, and flat fields of the
-    page's search form and of "more like this"."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
     known_as: ClassVar[str] = "filter"
 
-    album: Optional[Text] = Field(None, description="Only this album.")
-    artist: Optional[Text] = Field(None, description="Only this artist.")
-    tags: Annotated[Optional[list[Text]], BeforeValidator(_comma_list), AfterValidator(_stripped)] = Field(
-        None, description="Every tag must be present: a list, or comma-separated text.")
-    min_duration: Optional[Seconds] = None
-    max_duration: Optional[Seconds] = None
-    min_bpm: Optional[Bpm] = None
-    max_bpm: Optional[Bpm] = None
-
-    @model_validator(mode="after")
-    def _ranges(self):
-        for low, high in (("min_duration", "max_duration"), ("min_bpm", "max_bpm")):
-            if getattr(self, low) is not None and getattr(self, high) is not None and getattr(self, low) > getattr(self, high):
-                raise ValueError(f"{low} is larger than {high}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _table(cls, data):
+        if not isinstance(data, dict):
+            return data  # pydantic refuses it: "filters must be an object"
+        return {**{k: v for k, v in data.items() if k not in table.PARAMS}, **table.parse_filters(data)}
 
     def given(self) -> dict:
         """Only the filters given, as index.base.Filters keyword arguments."""
-        return self.model_dump(include=set(Filters.model_fields), exclude_none=True)
+        return self.model_dump(include=set(table.PARAMS), exclude_none=True)
 
 
-FILTER_FIELDS = tuple(Filters.model_fields)
+FILTER_FIELDS = table.PARAMS
 
 
 class SearchOptions(Input):
