@@ -17,6 +17,8 @@ from typing import Iterator, Optional
 import numpy as np
 import soundfile as sf
 
+from audiofind.upload_policy import FFMPEG_ONLY, TooLarge, check_size, megabytes  # noqa: F401 (megabytes: for importers)
+
 
 class AudioError(ValueError):
     """A file that cannot be used; ``str()`` names the file and the reason."""
@@ -37,20 +39,13 @@ class AudioInfo:
     size: int  # bytes
 
 
-# Containers libsndfile cannot read; named in the error when ffmpeg is missing.
-# The extension of each format the probe names (AudioInfo.format).
+# The extension of each format the probe names (AudioInfo.format); the containers libsndfile cannot read are
+# upload_policy's FFMPEG_ONLY, named in the error when ffmpeg is missing.
 FORMAT_SUFFIXES = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff", "M4A": ".m4a"}
 # A block of decoded audio holds rate x channels x seconds samples: the probe refuses what would not fit.
 MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 16
 BLOCK_SAMPLES = 30 * 48000 * 2  # samples (all channels) per decoded block: 11 MB of float32
-_FFMPEG_ONLY = {".m4a": "M4A/AAC", ".mp4": "MP4", ".aac": "AAC", ".wma": "WMA", ".webm": "WebM", ".mka": "Matroska"}
-
-
-def megabytes(n: int) -> str:
-    """A size for people: '250 MB', '1.5 MB'."""
-    mb = n / 2**20
-    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
 
 
 def _duration_text(seconds: float) -> str:
@@ -69,7 +64,7 @@ def _ffmpeg_kind(path: Path) -> Optional[str]:
         return "M4A/AAC"
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS AAC sync word
         return "AAC"
-    return _FFMPEG_ONLY.get(path.suffix.lower())
+    return FFMPEG_ONLY.get(path.suffix.lower())
 
 
 def _has_mp4_signature(path: Path) -> bool:
@@ -232,9 +227,10 @@ def probe(path, config) -> AudioInfo:
     size = path.stat().st_size
     if size == 0:
         raise AudioError(path, "is empty (0 bytes)")
-    limit = int(config["MAX_UPLOAD_BYTES"])
-    if size > limit:
-        raise AudioError(path, f"is {megabytes(size)}, the limit is {megabytes(limit)}")
+    try:
+        check_size(path.name, size, config)
+    except TooLarge as error:
+        raise AudioError(path, error.reason) from None
     info, native = _open_info(path)
     info.size = size
     if native and info.format == "WAV":

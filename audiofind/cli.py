@@ -22,9 +22,9 @@ from audiofind.moveup import move_up as run_move_up
 from audiofind.serve import run
 from audiofind.services import Services
 from audiofind.storage.base import StorageError
+from audiofind.upload_policy import AUDIO_SUFFIXES
 from audiofind.uploads import offer_seconds
 
-AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".mp4"}
 USER_ERRORS = (ConfigError, AudioError, EmbedderUnavailable, EmbedderMismatch, IndexUnavailable, StorageError, ValueError)
 
 

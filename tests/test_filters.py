@@ -18,7 +18,12 @@ from audiofind.index import filters as table
 from audiofind.index.atlas import AtlasIndex, load_definitions
 from audiofind.index.base import Track
 from audiofind.index.local import LocalIndex
-from audiofind.routes.common import FILTER_FIELDS as ROUTE_FIELDS, parse_filters
+from audiofind.routes.schemas import FILTER_FIELDS as ROUTE_FIELDS, Filters as FiltersInput, parse
+
+
+def parse_filters(source):
+    """The filters the API and the page take (routes/schemas.py), as Filters keyword arguments."""
+    return parse(FiltersInput, source).given()
 
 DIM, WDIM = 8, 4
 IDENTITY = {"name": "test", "version": "1", "dim": DIM, "window_dim": WDIM}

@@ -6,29 +6,45 @@ from flask import current_app, jsonify, make_response, render_template, request,
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
-from audiofind import health, logs
+from audiofind import health, logs, upload_policy
 from audiofind.display import clock, energy, envelope_svg, percent
-from audiofind.musicfacts import compatible_camelots
 from audiofind.index.base import IndexUnavailable
 from audiofind.index.filters import PUBLIC_FIELDS
 from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
+from audiofind.musicfacts import compatible_camelots
 from audiofind.routes import admin, api, security, storage, ui, widgets
-from audiofind.routes.common import UserError, admin_access, playback_url, toast
+from audiofind.routes import map as map_page  # (not to hide the builtin)
+from audiofind.routes.auth import admin_access
 from audiofind.routes.context import services
+from audiofind.routes.errors import UserError, error
+from audiofind.routes.hx import htmx, toast
+from audiofind.routes.playback import playback_url
 
+# htmx itself, from a Python package pinned to one exact version (pyproject.toml): a new major changes behaviour.
 HTMX = ("js_lib_htmx", "static/htmx/htmx.min.js")
+# What a job or an upload is doing, as the page says it: the templates read ``stages``, app.js reads them from the
+# page (<body data-stages>); the job stages are those the jobs set (jobs/_common.set_stage).
+STAGES = {
+    "waiting": "Waiting to upload…",
+    "uploading": "Uploading…",
+    "queued": "Waiting for a worker…",
+    "analyzing": "Analyzing audio…",
+    "searching": "Searching…",
+    "working": "Working…",
+}
 
 
 def register_blueprints(app):
     app.before_request(_set_request_id)  # first: a guard that answers early still has its request's id
     app.after_request(_send_request_id)
-    for module in (ui, api, admin, widgets, storage):
+    for module in (ui, api, admin, widgets, storage, map_page):
         app.register_blueprint(module.bp)
     admin.mount_rq_dashboard(app)
     app.add_url_rule("/assets/htmx.min.js", "htmx", _htmx)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(health.liveness()))
     app.add_url_rule("/readyz", "readyz", _readyz)
     security.init_app(app)
+    htmx.init_app(app)
 
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(UserError, lambda e: _error(e.status, str(e), e.code))
@@ -38,9 +54,11 @@ def register_blueprints(app):
 
     app.jinja_env.globals.update(
         envelope_svg=envelope_svg, playback_url=playback_url, is_admin=lambda: admin_access() == "ok",
-        filter_fields=PUBLIC_FIELDS, zip=zip, compatible_camelots=compatible_camelots,
+        stages=STAGES, audio_accept=upload_policy.ACCEPT, filter_fields=PUBLIC_FIELDS, zip=zip,
+        compatible_camelots=compatible_camelots,
     )
     app.jinja_env.filters.update(clock=clock, percent=percent, energy=energy)
+    app.context_processor(lambda: {"max_upload": upload_policy.max_bytes(app.config)})
 
 
 def _set_request_id():
@@ -84,8 +102,8 @@ def _http_error(exc):
 def _error(status, message, code=None):
     """JSON under /api, a self-hiding toast for htmx requests, an error page otherwise."""
     if request.path.startswith(("/api/", "/storage/")):
-        return api.error(status, message, code)
-    if request.headers.get("HX-Request") == "true":
-        return toast(message, "error", status)
-    response = make_response(render_template("errors/page.html", status=status, message=message), status)
+        return error(status, message, code)
+    response = toast(message, "error", status) if htmx else make_response(
+        render_template("errors/page.html", status=status, message=message), status)
+    response.vary.add("HX-Request")
     return response

@@ -3,33 +3,18 @@
 import tempfile
 from pathlib import Path
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    make_response,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from audiofind import uploads
-from audiofind.routes.context import get_catalog, services
 from audiofind.jobs.queue import enqueue_ingest, enqueue_metadata_import, job_status
-from audiofind.routes.common import (
-    MAX_OFFSET,
-    UserError,
-    admin_access,
-    admin_login,
-    admin_logout,
-    claim_upload,
-    cross_site,
-    is_htmx,
-    number,
-    toast,
-)
+from audiofind.routes import hx
+from audiofind.routes.auth import admin_access, admin_login, admin_logout, cross_site
+from audiofind.routes.context import get_catalog, services
+from audiofind.routes.errors import UserError
+from audiofind.routes.hx import htmx, render, toast
+from audiofind.routes.schemas import AdminTracksQuery, NewIngest, parse
 from audiofind.routes.security import limit_login
+from audiofind.routes.uploads import claim_upload
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE = 50
@@ -42,11 +27,10 @@ def guard():
         return None
     access = admin_access()
     if access == "missing":
-        if is_htmx():
-            response = make_response("", 401)
-            response.headers["HX-Redirect"] = url_for("admin.login")
-            return response
-        return redirect(url_for("admin.login", next=request.full_path))
+        response = hx.redirect(url_for("admin.login"), 401) if htmx else redirect(
+            url_for("admin.login", next=request.full_path))
+        response.vary.add("HX-Request")
+        return response
     if access != "ok":
         return render_template("admin/denied.html"), 403
     if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site():
@@ -85,8 +69,8 @@ def index():
 
 
 def _tracks_context():
-    query = request.args.get("q", "").strip()
-    offset = number(request.args, "offset", int, 0, MAX_OFFSET) or 0
+    asked = parse(AdminTracksQuery, request.args)
+    query, offset = asked.q.strip(), asked.offset
     catalog = get_catalog()
     return {"tracks": catalog.list(offset, PAGE, query), "total": catalog.count(query), "q": query,
             "offset": offset, "page": PAGE}
@@ -94,11 +78,7 @@ def _tracks_context():
 
 @bp.get("/tracks")
 def tracks():
-    response = make_response(
-        render_template("admin/_tracks.html" if is_htmx() else "admin/index.html", **_tracks_context())
-    )
-    response.vary.add("HX-Request")
-    return response
+    return render("admin/index.html", "admin/_tracks.html", **_tracks_context())
 
 
 @bp.delete("/tracks/<track_id>")
@@ -116,11 +96,12 @@ def start_ingest():
     """One uploaded file becomes one ingest job; answers the file's row, which polls its job."""
     filename = request.form.get("filename", "")
     try:
-        claimed = claim_upload(request.form.get("key"))
-        filename = filename or claimed
+        ingest = parse(NewIngest, request.form)  # the API's POST /tracks takes the same fields
+        claimed = claim_upload(ingest.key)
+        filename = ingest.filename or claimed
     except UserError as error:
         return render_template("admin/_ingest_row.html", job=None, filename=filename, error=str(error)), error.status
-    job = enqueue_ingest(services(), request.form["key"], filename)
+    job = enqueue_ingest(services(), ingest.key, filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "file": filename, "result": None, "error": None}
     return render_template("admin/_ingest_row.html", job=info, filename=filename), 202
 
@@ -130,10 +111,10 @@ def ingest_status(job_id):
     info = job_status(services(), job_id, kind="ingest")
     if info is None:
         return render_template("admin/_ingest_row.html", job=None, filename="", error="unknown job"), 404
-    response = make_response(render_template("admin/_ingest_row.html", job=info, filename=info["file"]))
-    if info["status"] == "finished" and (info["result"] or {}).get("status") == "added":
-        response.headers["HX-Trigger"] = "catalogChanged"  # the track list below reloads itself
-    return response
+    added = info["status"] == "finished" and (info["result"] or {}).get("status") == "added"
+    # once a track is added, the track list below reloads itself
+    return hx.make_response(render_template("admin/_ingest_row.html", job=info, filename=info["file"]),
+                            trigger="catalogChanged" if added else None)
 
 
 @bp.post("/metadata")

@@ -1,39 +1,22 @@
-"""The JSON API under /api/v1: everything the pages do. Errors are {"error": code, "message": text}."""
+"""The JSON API under /api/v1: everything the pages do. Errors are {"error": code, "message": text}.
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+Each route's request and answer are models of schemas.py, validated and documented by ``operation``. Views
+answer jsonify(...): spectree then checks the JSON bytes in pydantic-core, without walking Python objects."""
+
+from flask import Blueprint, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from audiofind.routes.context import get_catalog, services
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import QueueUnavailable, enqueue_ingest, enqueue_search, job_status
-from audiofind.routes.common import (
-    MAX_FILENAME,
-    MAX_OFFSET,
-    UserError,
-    admin_access,
-    claim_upload,
-    parse_metadata,
-    new_upload,
-    number,
-    parse_range,
-    parse_search_options,
-    public_result,
-)
-from audiofind.routes.openapi import openapi_document
+from audiofind.routes import schemas
+from audiofind.routes.context import get_catalog, services
+from audiofind.routes.errors import UserError, error
+from audiofind.routes.openapi import openapi_document, operation
+from audiofind.routes.playback import public_result
 from audiofind.routes.security import limit_searches, limit_similar, limit_uploads
+from audiofind.routes.uploads import claim_upload, new_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-
-def error(status, message, code=None):
-    response = jsonify(error=code or _CODES.get(status, "error"), message=message)
-    response.status_code = status
-    return response
-
-
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          413: "too_large", 415: "unsupported_media_type", 422: "not_audio", 429: "rate_limited", 500: "server_error",
-          503: "unavailable"}
 
 
 @bp.errorhandler(UserError)
@@ -51,51 +34,48 @@ def _http_error(exc):
     return error(exc.code, exc.description or exc.name)
 
 
-def require_admin():
-    access = admin_access()
-    if access == "missing":
-        raise UserError("admin only: send Authorization: Bearer <ADMIN_TOKEN>", 401, "unauthorized")
-    if access != "ok":
-        raise UserError("admin only: this token is not valid here (or ADMIN_TOKEN is not set and this request "
-                        "is not from this machine)", 403, "forbidden")
+@bp.errorhandler(RecursionError)
+def _too_deep(exc):  # JSON nested thousands deep: not a request of ours
+    return error(400, "send a JSON object (Content-Type: application/json) of sensible depth")
 
 
-def body():
-    try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # nested thousands deep: not a request of ours
-        data = None
-    if not isinstance(data, dict):
-        raise UserError("send a JSON object (Content-Type: application/json)")
-    return data
+def _body():
+    return request.context.json
+
+
+def _query():
+    return request.context.query
 
 
 @bp.get("/openapi.json")
+@operation((200, schemas.Document))
 def openapi():
+    """This document"""
     return jsonify(openapi_document(request.host_url.rstrip("/")))
 
 
 @bp.post("/uploads")
 @limit_uploads
+@operation((201, schemas.UploadTarget), 400, 413, 422, 429, 503, json=schemas.NewUpload)
 def create_upload():
-    data = body()
-    return jsonify(new_upload(data.get("filename"), data.get("content_type"), data.get("size"))), 201
+    """Get a signed URL to upload one audio file to"""
+    return jsonify(new_upload(_body())), 201
 
 
 @bp.post("/searches")
 @limit_searches
+@operation((202, schemas.Accepted), 400, 413, 429, 503, json=schemas.NewSearch)
 def create_search():
-    data = body()
-    options = parse_search_options(data, nested_filters=True)
-    start, end = parse_range(data)
-    key = data.get("key")
-    filename = claim_upload(key)
-    options.update(start=start, end=end)
-    return _accepted(enqueue_search(services(), key, options, filename), "api.get_search")
+    """Start a search with an uploaded file"""
+    search = _body()
+    filename = claim_upload(search.key)
+    return _accepted(enqueue_search(services(), search.key, search.job_options(), filename), "api.get_search")
 
 
 @bp.get("/searches/<job_id>")
+@operation((200, schemas.SearchStatus), 404, 503)
 def get_search(job_id):
+    """A search's status and, when finished, its results"""
     info = job_status(services(), job_id, kind="search")
     if info is None:
         raise UserError("no such search (it may have expired)", 404, "not_found")
@@ -108,29 +88,32 @@ def _job_fields(info):
 
 
 @bp.get("/tracks")
+@operation((200, schemas.TrackList), 400, query=schemas.TracksQuery)
 def list_tracks():
-    """Pages by ``cursor`` (each answer's ``next_cursor``: as fast on the thousandth page as on the first), or by
+    """List catalog tracks, newest first
+
+    Pages by ``cursor`` (each answer's ``next_cursor``: as fast on the thousandth page as on the first), or by
     ``offset``."""
-    offset = number(request.args, "offset", int, 0, MAX_OFFSET) or 0
-    limit = number(request.args, "limit", int, 1, 500) or 50
-    query, cursor = request.args.get("q", ""), request.args.get("cursor", "")
+    asked = _query()
     catalog = get_catalog()
-    if offset and cursor:
+    if asked.offset and asked.cursor:
         raise UserError("give cursor or offset, not both")
     following = None
-    if offset:
-        found = catalog.list(offset, limit, query)
+    if asked.offset:
+        found = catalog.list(asked.offset, asked.limit, asked.q)
     else:
         try:
-            found, following = catalog.page(limit, query, cursor)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-    tracks = [public_result(t) for t in found]
-    return jsonify(tracks=tracks, offset=offset, limit=limit, total=catalog.count(query), next_cursor=following)
+            found, following = catalog.page(asked.limit, asked.q, asked.cursor)
+        except ValueError as refused:
+            raise UserError(str(refused)) from None
+    return jsonify(tracks=[public_result(t) for t in found], offset=asked.offset, limit=asked.limit,
+                   total=catalog.count(asked.q), next_cursor=following)
 
 
 @bp.get("/tracks/<track_id>")
+@operation((200, schemas.Track), 404)
 def get_track(track_id):
+    """One track"""
     item = get_catalog().get(track_id)
     if item is None:
         raise UserError(f"no track {track_id}", 404, "not_found")
@@ -139,48 +122,46 @@ def get_track(track_id):
 
 @bp.get("/tracks/<track_id>/similar")
 @limit_similar
+@operation((200, schemas.SimilarTracks), 400, 404, 429, query=schemas.SimilarQuery)
 def similar_tracks(track_id):
-    options = parse_search_options(request.args)
-    options["filters"] = Filters(**options["filters"])
+    """More like this: the track's neighbours, never itself"""
+    asked = _query()
     try:
-        results = get_catalog().similar(track_id, **options)
+        results = get_catalog().similar(track_id, filters=Filters(**asked.given()), **asked.options())
     except KeyError:
         raise UserError(f"no track {track_id}", 404, "not_found") from None
     return jsonify(track_id=track_id, results=[public_result(r) for r in results])
 
 
 @bp.delete("/tracks/<track_id>")
+@operation((204, None), 401, 403, 404, admin=True)
 def delete_track(track_id):
-    require_admin()
+    """Remove a track and its audio (admin)"""
     if not get_catalog().remove(track_id):
         raise UserError(f"no track {track_id}", 404, "not_found")
     return "", 204
 
 
 @bp.post("/tracks")
+@operation((202, schemas.Accepted), 400, 401, 403, 413, 503, json=schemas.NewIngest, admin=True)
 def ingest_track():
-    require_admin()
-    data = body()
-    metadata = parse_metadata(data.get("metadata"))
-    given = data.get("filename")
-    if given is not None and (not isinstance(given, str) or len(given) > MAX_FILENAME):
-        raise UserError(f"filename must be text of at most {MAX_FILENAME} characters")
-    filename = claim_upload(data.get("key"))
-    return _accepted(enqueue_ingest(services(), data["key"], given or filename, metadata), "api.get_ingest")
+    """Ingest an uploaded file into the catalog (admin)"""
+    ingest = _body()
+    filename = claim_upload(ingest.key)
+    metadata = ingest.metadata.model_dump(exclude_none=True)
+    return _accepted(enqueue_ingest(services(), ingest.key, ingest.filename or filename, metadata), "api.get_ingest")
 
 
 def _accepted(job, status_endpoint):
     """202 with the job's id and where to poll it."""
     status_url = url_for(status_endpoint, job_id=job.id)
-    response = jsonify(id=job.id, status_url=status_url)
-    response.status_code = 202
-    response.headers["Location"] = status_url
-    return response
+    return jsonify(id=job.id, status_url=status_url), 202, {"Location": status_url}
 
 
 @bp.get("/ingests/<job_id>")
+@operation((200, schemas.IngestStatus), 401, 403, 404, 503, admin=True)
 def get_ingest(job_id):
-    require_admin()
+    """An ingest job's status and outcome (admin)"""
     info = job_status(services(), job_id, kind="ingest")
     if info is None:
         raise UserError("no such ingest job (it may have expired)", 404, "not_found")

@@ -4,7 +4,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from audiofind import uploads
 from audiofind.routes.context import services
-from audiofind.routes.api import error as _error
+from audiofind.routes.errors import error as _error
 from audiofind.storage.base import StorageError, base_type, content_type_for
 from audiofind.storage.local import PLAYBACK_PATH, PLAYBACK_SALT, UPLOAD_PATH, UPLOAD_SALT, LocalStorage
 

@@ -4,35 +4,19 @@ import threading
 import time
 from collections import OrderedDict
 
-from flask import Blueprint, abort, current_app, make_response, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from markupsafe import Markup
 
-from audiofind.routes.context import get_catalog, services
 from audiofind.index.base import Filters
 from audiofind.jobs.queue import enqueue_search, job_status
-from audiofind.routes.common import (
-    UserError,
-    claim_upload,
-    is_htmx,
-    parse_range,
-    parse_search_options,
-)
+from audiofind.routes.context import get_catalog, services
+from audiofind.routes.errors import UserError
+from audiofind.routes.hx import htmx, render
+from audiofind.routes.schemas import NewSearch, SimilarQuery, parse
 from audiofind.routes.security import limit_searches, limit_similar
+from audiofind.routes.uploads import claim_upload
 
 bp = Blueprint("ui", __name__)
-
-STAGES = {
-    "queued": "Waiting for a worker…",
-    "analyzing": "Analyzing audio…",
-    "searching": "Searching…",
-}
-
-
-def render(full, partial, status=200, **context):
-    """The full page, or only its partial for an htmx request; one URL, so caches must vary on HX-Request."""
-    response = make_response(render_template(partial if is_htmx() else full, **context), status)
-    response.vary.add("HX-Request")
-    return response
 
 
 @bp.get("/")
@@ -42,24 +26,20 @@ def index():
 
 def _page_context():
     config = current_app.config
-    return {"max_upload": int(config["MAX_UPLOAD_BYTES"]), "max_duration": float(config["MAX_DURATION"])}
+    return {"max_duration": float(config["MAX_DURATION"])}
 
 
 @bp.post("/searches")
 @limit_searches
 def start_search():
-    form = request.form
     try:
-        options = parse_search_options(form)
-        start, end = parse_range(form)
-        key = form.get("key", "")
-        filename = claim_upload(key)
+        search = NewSearch.from_form(request.form)
+        filename = claim_upload(search.key)
     except UserError as error:
         return render_template("search/_status.html", job=None, error=str(error)), error.status
-    options.update(start=start, end=end)
-    job = enqueue_search(services(), key, options, filename)
+    job = enqueue_search(services(), search.key, search.job_options(), filename)
     info = {"id": job.id, "status": "queued", "stage": "queued", "result": None, "error": None}
-    return render_template("search/_status.html", job=info, stages=STAGES), 202
+    return render_template("search/_status.html", job=info), 202
 
 
 @bp.get("/searches/<job_id>")
@@ -67,7 +47,7 @@ def search_status(job_id):
     cached = _finished_searches().get(job_id)
     info = cached[0] if cached else job_status(services(), job_id, kind="search")
     if info is None:
-        if is_htmx():
+        if htmx:
             error = "This search has expired or does not exist; drop your file again."
             return render_template("search/_status.html", job=None, error=error), 404
         abort(404)
@@ -76,11 +56,12 @@ def search_status(job_id):
         # A finished search never changes: its results list is rendered once per process and kept for a
         # short while (its playback links are signed and expire, so never for long).
         heading = f"Tracks that sound like {info['file'] or 'your file'}"
-        results_html = Markup(render_template("search/_results.html", results=info["result"], heading=heading))
+        results_html = Markup(render_template("search/_results.html", results=info["result"], heading=heading,
+                                              map_url=url_for("map.index", search=job_id)))
         _finished_searches().put(job_id, (info, results_html))
     return render(
-        "search/index.html", "search/_status.html", job=info, stages=STAGES, results_html=results_html,
-        oob_results=is_htmx(), filename=info["file"], **_page_context(),
+        "search/index.html", "search/_status.html", job=info, results_html=results_html,
+        oob_results=bool(htmx), filename=info["file"], **_page_context(),
     )
 
 
@@ -136,8 +117,8 @@ def similar(track_id):
     item = catalog.get(track_id)
     if item is None:
         abort(404)
-    options = parse_search_options(request.args)
-    options["filters"] = Filters(**options["filters"])
-    results = catalog.similar(track_id, **options)
+    asked = parse(SimilarQuery, request.args)
+    results = catalog.similar(track_id, filters=Filters(**asked.given()), **asked.options())
     heading = f"More like {item.get('title') or item['file']}"
-    return render("tracks/similar.html", "search/_results.html", results=results, heading=heading, track=item)
+    return render("tracks/similar.html", "search/_results.html", results=results, heading=heading, track=item,
+                  map_url=url_for("map.index", track=track_id))

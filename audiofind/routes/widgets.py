@@ -3,7 +3,8 @@
 from flask import Blueprint, current_app, make_response, render_template, request
 
 from audiofind.routes.context import get_catalog
-from audiofind.routes.common import number, public_result
+from audiofind.routes.playback import public_result
+from audiofind.routes.schemas import WidgetQuery, parse
 from audiofind.routes.security import limit_similar
 
 bp = Blueprint("widgets", __name__, url_prefix="/widgets")
@@ -34,7 +35,7 @@ def cors(response):
 def similar(track_id):
     if request.method == "OPTIONS":
         return make_response("", 204)
-    limit = number(request.args, "limit", int, 1, 20) or 5
+    limit = parse(WidgetQuery, request.args).limit
     catalog = get_catalog()
     item = catalog.get(track_id)
     if item is None:

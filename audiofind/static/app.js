@@ -39,6 +39,29 @@
     });
   }
 
+  // Labels and limits come from the server, rendered into the page: stages on <body data-stages>, the size limit
+  // on data-max-upload, the audio formats as the file input's accept attribute.
+  function stage(name) {
+    return JSON.parse(document.body.dataset.stages || "{}")[name] || name;
+  }
+
+  // What a dropped file must pass before it is sent (choosing one through the input already honours accept).
+  function refusal(file, input) {
+    var limit = Number(input.dataset.maxUpload || input.form && input.form.dataset.maxUpload);
+    if (limit && file.size > limit) {
+      return file.name + " is too large: " + (file.size / 1048576).toFixed(1) + " MB, the limit is " + (limit / 1048576).toFixed(0) + " MB";
+    }
+    var name = file.name.toLowerCase();
+    var type = (file.type || "").toLowerCase();
+    var accepted = (input.accept || "").split(",").some(function (pattern) {
+      pattern = pattern.trim().toLowerCase();
+      if (pattern.charAt(0) === ".") return name.slice(-pattern.length) === pattern;
+      if (pattern.slice(-2) === "/*") return type.indexOf(pattern.slice(0, -1)) === 0;
+      return pattern === type;
+    });
+    return accepted ? null : file.name + " is not an audio file (" + (type || "unknown type") + ")";
+  }
+
   function setStatus(html, state) {
     var status = document.getElementById("status");
     status.className = "status " + state;
@@ -53,22 +76,22 @@
     return div.innerHTML;
   }
 
-  function search(file) {
+  function search(file, input) {
     var form = document.getElementById("search-form");
     if (form.classList.contains("busy")) return;
-    var limit = Number(form.dataset.maxUpload);
-    if (file.size > limit) {
-      toast(file.name + " is too large: " + (file.size / 1048576).toFixed(1) + " MB; the limit is " + (limit / 1048576).toFixed(0) + " MB", "error");
+    var refused = refusal(file, input);
+    if (refused) {
+      toast(refused, "error");
       return;
     }
     form.classList.add("busy");
     var spinner = '<span class="spinner" aria-hidden="true"></span> ';
-    setStatus(spinner + "<span>Uploading… 0%</span>", "running");
+    setStatus(spinner + "<span>" + escapeHtml(stage("uploading")) + " 0%</span>", "running");
     upload(file, form.dataset.uploadUrl, function (pct) {
-      setStatus(spinner + "<span>Uploading… " + pct + "%</span>", "running");
+      setStatus(spinner + "<span>" + escapeHtml(stage("uploading")) + " " + pct + "%</span>", "running");
     }).then(function (key) {
       form.elements.key.value = key;
-      setStatus(spinner + "<span>Analyzing audio…</span>", "running");
+      setStatus(spinner + "<span>" + escapeHtml(stage("analyzing")) + "</span>", "running");
       htmx.trigger(form, "submit");
     }).catch(function (error) {
       form.classList.remove("busy");
@@ -83,12 +106,19 @@
     Array.prototype.forEach.call(files, function (file) {
       var row = document.createElement("tr");
       row.className = "ingest running";
-      row.innerHTML = '<td class="file"></td><td class="state">Waiting to upload…</td>';
+      row.innerHTML = '<td class="file"></td><td class="state"></td>';
       row.firstChild.textContent = file.name;
+      row.lastChild.textContent = stage("waiting");
       list.prepend(row);
+      var refused = refusal(file, input);
+      if (refused) {
+        row.className = "ingest failed";
+        row.lastChild.textContent = "✗ " + refused;
+        return;
+      }
       chain = chain.then(function () {
         return upload(file, input.dataset.uploadUrl, function (pct) {
-          row.lastChild.textContent = "Uploading… " + pct + "%";
+          row.lastChild.textContent = stage("uploading") + " " + pct + "%";
         }).then(function (key) {
           return htmx.ajax("POST", input.dataset.ingestUrl, { target: row, swap: "outerHTML", values: { key: key, filename: file.name } });
         }).catch(function (error) {
@@ -101,7 +131,7 @@
 
   function handleFiles(input, files) {
     if (!files || !files.length) return;
-    if (input.hasAttribute("data-search-file")) search(files[0]);
+    if (input.hasAttribute("data-search-file")) search(files[0], input);
     else if (input.hasAttribute("data-ingest-files")) ingest(files, input);
   }
 

@@ -4,24 +4,7 @@ import contextlib
 import uuid
 from pathlib import Path, PurePosixPath
 
-
-# The audio formats we decode, by extension, and the type they are stored and played back as. Anything else is
-# stored without its extension and played back as application/octet-stream (never as a page).
-AUDIO_TYPES = {
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".flac": "audio/flac",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".m4a": "audio/mp4",
-    ".mp4": "audio/mp4",
-    ".aac": "audio/aac",
-    ".aif": "audio/aiff",
-    ".aiff": "audio/aiff",
-    ".wma": "audio/x-ms-wma",
-    ".webm": "audio/webm",
-}
+from audiofind.upload_policy import AUDIO_TYPES, TooLarge, base_type, check_size  # noqa: F401 (base_type: for importers)
 
 
 def content_type_for(key: str) -> str:
@@ -35,11 +18,6 @@ class StorageError(RuntimeError):
     def __init__(self, message, transient=False):
         super().__init__(message)
         self.transient = transient
-
-
-def base_type(content_type: str) -> str:
-    """'Audio/MPEG; charset=x' -> 'audio/mpeg'."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 class Storage:
@@ -95,12 +73,12 @@ class Storage:
     def checked_upload(self, content_type: str, size) -> tuple:
         """(normalised content type, size) of an announced upload; StorageError when the size is missing or too large."""
         content_type = base_type(content_type) or "application/octet-stream"
-        limit = int(self.config.get("MAX_UPLOAD_BYTES") or 0)
         if size is None or int(size) < 0:
             raise StorageError("upload size must be given")
-        if limit and int(size) > limit:
-            raise StorageError(f"file is too large: {int(size)} bytes; the limit is {limit}")
-        return content_type, int(size)
+        try:
+            return content_type, check_size("the file", int(size), self.config)
+        except TooLarge as error:
+            raise StorageError(str(error)) from None
 
     def upload_target(self, key: str, content_type: str, size: int) -> dict:
         """Where the browser sends the bytes: {"upload_url", "method", "headers"} (signed, expiring)."""
