@@ -110,7 +110,7 @@ def test_open_the_map_zoom_in_click_a_point_then_filter_a_search_by_key_and_inst
 
         # A click on a point opens its track, with its neighbours and "More like this".
         point = page.locator("svg.catalog-map .points a").first
-        title = point.locator("title").inner_text().split(" · ")[0]
+        title = point.locator("title").text_content().split(" · ")[0]
         point.locator("circle").click()
         expect(page.locator("h1")).to_have_text(title)
         expect(page.locator("#results li.result").first.get_by_role("button", name="More like this")).to_be_visible()
