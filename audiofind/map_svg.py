@@ -108,7 +108,7 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
                             (x0, y0), (sx, sy)))
     parts.append("</g>")
     if highlighted:
-        parts.append('<g class="highlighted" stroke="#ffffff" stroke-width="1.5">')
+        parts.append('<g class="highlighted" stroke="#111111" stroke-width="1.5">')  # apart from the palette's red
         # Results first, the reference last: on top.
         for i in sorted(highlighted, key=lambda i: highlight[ids[i]] == "reference"):
             colour, r = HIGHLIGHT.get(highlight[ids[i]], HIGHLIGHT["result"])

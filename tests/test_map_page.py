@@ -118,3 +118,11 @@ def test_a_track_ingested_after_the_map_is_placed_on_it_at_once(app, client, map
     assert len(stored) == N + 1 and stored.placed == 1 and stored.row(added.track_id) is not None
     assert f'href="/tracks/{added.track_id}"' in svg_of(text(client.get("/map")))
     assert "1 placed on it since" in text(client.get("/map/layout"))
+
+
+def test_the_map_page_answers_without_a_job_queue(app_config):
+    from audiofind.app import create_app
+
+    client = create_app({**app_config, "REDIS_URL": ""}).test_client()
+    answer = client.get("/map")
+    assert answer.status_code == 200 and "The catalog has no map yet." in text(answer)

@@ -3,9 +3,10 @@ zoomed by links (the viewport in the query string: a zoomed view is a link; htmx
 search's reference and results, or a track and its neighbours, drawn on it. Admins recompute it (the map job)."""
 
 from flask import Blueprint, abort, render_template, request, url_for
+from redis import RedisError
 
 from audiofind import catalog_map, map_svg
-from audiofind.jobs.queue import enqueue_map, job_status, latest_map_job
+from audiofind.jobs.queue import QueueUnavailable, enqueue_map, job_status, latest_map_job
 from audiofind.routes.auth import admin_access, admin_required, cross_site
 from audiofind.routes.context import get_catalog, services
 from audiofind.routes.hx import render
@@ -126,9 +127,12 @@ def _url(query, viewport) -> str:
 
 
 def _map_job_or_none():
-    if admin_access() != "ok":
+    """The latest map job's status for an admin; None for others, and when the queue cannot say (the map is
+    drawn all the same)."""
+    try:
+        return latest_map_job(services()) if admin_access() == "ok" else None
+    except (QueueUnavailable, RedisError):
         return None
-    return latest_map_job(services())
 
 
 # -- admin: recompute
