@@ -60,7 +60,8 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
            categories: Optional[Sequence] = None, values: Optional[Sequence[float]] = None,
            bands: Optional[Sequence[float]] = None, titles: Optional[Sequence[str]] = None,
            highlight: Optional[dict] = None, width: int = 800, height: int = 800, max_points: int = 1000,
-           density_cell: int = 16, seed: int = 0, underlay: str = "", marks: Sequence = ()) -> str:
+           density_cell: int = 16, seed: int = 0, underlay: str = "", marks: Sequence = (),
+           background: Optional[np.ndarray] = None) -> str:
     """An ``<svg>`` of the map inside ``viewport`` = (x0, y0, x1, y1) in unit-square coordinates.
 
     ``ids``: one per point, put into ``url`` as ``{id}`` (URL-quoted) for each point's link.
@@ -70,7 +71,10 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
     ``max_points`` in view: a density layer of ``density_cell``-pixel cells, and a stable subset of points.
     ``underlay``: the caller's SVG markup under the points (in pixels, e.g. links that zoom into a region).
     ``marks``: [(xy in unit-square coordinates, title)] drawn on top as the reference's mark, not links (a
-    search's reference file is no catalog track)."""
+    search's reference file is no catalog track).
+    ``background``: the positions of every track, when ``coords`` holds only those the caller chose to draw
+    (catalog_map.select_points: then only those need their metadata read); it is what is counted and what the
+    density layer shows."""
     coords = np.asarray(coords, np.float32)
     x0, y0, x1, y1 = (float(v) for v in viewport)
     if not (x1 > x0 and y1 > y0):
@@ -78,17 +82,20 @@ def render(coords: np.ndarray, ids: Sequence[str], *, viewport=(0.0, 0.0, 1.0, 1
     highlight = highlight or {}
     colours, legend = _colours(len(coords), categories, values, bands)
     inside = catalog_map.in_viewport(coords, (x0, y0, x1, y1))
-    crowded = len(inside) > max_points
-    shown = catalog_map.select_points(coords, (x0, y0, x1, y1), max_points, seed) if crowded else inside
+    crowd = coords if background is None else np.asarray(background, np.float32)
+    crowd_inside = inside if background is None else catalog_map.in_viewport(crowd, (x0, y0, x1, y1))
+    crowded = len(crowd_inside) > max_points
+    shown = catalog_map.select_points(coords, (x0, y0, x1, y1), max_points, seed) if len(inside) > max_points \
+        else inside
     sx, sy = width / (x1 - x0), height / (y1 - y0)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="catalog-map" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" data-viewport="{x0:g} {y0:g} {x1:g} {y1:g}" '
-             f'data-tracks="{len(inside)}" data-shown="{len(shown)}" role="img">',
-             f'<title>Catalog map: {len(inside)} tracks in view</title>',
+             f'data-tracks="{len(crowd_inside)}" data-shown="{len(shown)}" role="img">',
+             f'<title>Catalog map: {len(crowd_inside)} tracks in view</title>',
              f'<rect width="{width}" height="{height}" fill="#fafafa"/>', underlay]
     if crowded:
         columns, rows = max(1, width // density_cell), max(1, height // density_cell)
-        counts = catalog_map.density_grid(coords[inside], (x0, y0, x1, y1), (columns, rows))
+        counts = catalog_map.density_grid(crowd[crowd_inside], (x0, y0, x1, y1), (columns, rows))
         top = np.log1p(counts.max())
         cw, ch = width / columns, height / rows
         parts.append('<g class="density" fill="#4e79a7" shape-rendering="crispEdges">')

@@ -2,6 +2,7 @@
 zoomed by links (the viewport in the query string: a zoomed view is a link; htmx swaps only the view), with a
 search's reference and results, or a track and its neighbours, drawn on it. Admins recompute it (the map job)."""
 
+import numpy as np
 from flask import Blueprint, abort, render_template, request, url_for
 from redis import RedisError
 
@@ -18,6 +19,7 @@ ZOOM_CELLS = 4  # a click on empty map in one of 4 x 4 cells zooms there
 BPM_BANDS = (70, 90, 110, 130, 150)
 ENERGY_BANDS = (0.2, 0.4, 0.6, 0.8)
 NEIGHBOURS = 10  # results drawn for a track's "more like this"
+MAX_POINTS = 1000  # drawn in one view; beyond, the density of the rest (BENCHMARKS.md, "Catalog map")
 
 
 @bp.get("/map")
@@ -34,17 +36,22 @@ def _view(query: MapQuery) -> dict:
     viewport = query.viewport()
     coords = stored.coarse if query.view == "coarse" else stored.layout
     inside = catalog_map.in_viewport(coords, viewport)
-    ids = [stored.track_ids[i] for i in inside]
+    highlight, marks, heading = _highlight(query, stored, coords)
+    # Only the points drawn need their tracks read: at most MAX_POINTS (the same ones at every zoom), and those
+    # highlighted; the rest of the view is drawn as density.
+    drawn = catalog_map.select_points(coords, viewport, MAX_POINTS) if len(inside) > MAX_POINTS else inside
+    rows = [stored.row(t) for t in highlight]
+    drawn = np.union1d(drawn, [r for r in rows if r is not None]).astype(np.int64)
+    ids = [stored.track_ids[i] for i in drawn]
     tracks = get_catalog().index.get_many(ids, envelope=False)
     kept = [k for k, t in enumerate(ids) if t in tracks]  # a track removed since the map was computed is left out
-    ids, points = [ids[k] for k in kept], coords[inside[kept]] if len(kept) else coords[:0]
+    ids, points = [ids[k] for k in kept], coords[drawn[kept]] if kept else coords[:0]
     shown = [tracks[t] for t in ids]
-    highlight, marks, heading = _highlight(query, stored, coords)
-    colouring = _colouring(query.colour, shown)
     svg = map_svg.render(points, ids, viewport=viewport, url=url_for("ui.track", track_id="ID").replace("ID", "{id}"),
                          titles=[_title(t) for t in shown], highlight=highlight, marks=marks, width=SIZE, height=SIZE,
-                         underlay=_zoom_cells(query, viewport), **colouring)
-    return {**context, "svg": svg, "in_view": len(ids), "total": len(stored), "heading": heading,
+                         underlay=_zoom_cells(query, viewport), background=coords,
+                         max_points=max(MAX_POINTS, len(points)), **_colouring(query.colour, shown))
+    return {**context, "svg": svg, "in_view": len(inside), "total": len(stored), "heading": heading,
             "zoom_out": _url(query, _zoomed_out(viewport)) if viewport != (0.0, 0.0, 1.0, 1.0) else None,
             "whole": _url(query, None), "zoomed": viewport != (0.0, 0.0, 1.0, 1.0)}
 
