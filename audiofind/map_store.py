@@ -196,10 +196,11 @@ def position(index, stored: CatalogMap, vector, exclude=()) -> Optional[tuple]:
     return layout, coarse
 
 
-def place_track(store: MapStore, index, track_id: str) -> bool:
-    """Place a catalog track on the stored map (its position replaced if it had one); False with no map."""
+def place_track(store: MapStore, index, track_id: str, move: bool = True) -> bool:
+    """Place a catalog track on the stored map; one already on it is moved, or with ``move=False`` left where it
+    is. False when nothing was placed (no map, no mapped neighbour, or left)."""
     stored = store.load()
-    if stored is None:
+    if stored is None or (not move and stored.row(track_id) is not None):
         return False
     found = position(index, stored, index.track_vector(track_id), exclude=(track_id,))
     if found is None:
@@ -210,11 +211,13 @@ def place_track(store: MapStore, index, track_id: str) -> bool:
 
 @hookimpl
 def after_ingest(track, catalog):
-    """Every new track goes onto the map, if there is one; a failure here never fails the ingest."""
+    """Every new track goes onto the map, if there is one; a failure here never fails the ingest. A track re-added
+    by a reindex keeps its place (placing it among the few tracks re-added before it would scramble the map;
+    a reindex with another embedder needs the map recomputed anyway)."""
     started = time.perf_counter()
     try:
         store = for_index(catalog.index)
-        if store is not None and place_track(store, catalog.index, track.track_id):
+        if store is not None and place_track(store, catalog.index, track.track_id, move=False):
             logger.info("placed %s on the catalog map in %.3f s", track.track_id, time.perf_counter() - started)
     except Exception:
         logger.exception("could not place %s on the catalog map", track.track_id)

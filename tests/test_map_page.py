@@ -126,3 +126,10 @@ def test_the_map_page_answers_without_a_job_queue(app_config):
     client = create_app({**app_config, "REDIS_URL": ""}).test_client()
     answer = client.get("/map")
     assert answer.status_code == 200 and "The catalog has no map yet." in text(answer)
+
+
+def test_a_reindex_leaves_the_mapped_tracks_where_they_are(app, mapped):
+    before = services(app).map_store.load()
+    assert mapped.reindex() == []
+    after = services(app).map_store.load()
+    assert after.track_ids == before.track_ids and (after.layout == before.layout).all()

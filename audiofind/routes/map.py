@@ -36,7 +36,7 @@ def _view(query: MapQuery) -> dict:
     viewport = query.viewport()
     coords = stored.coarse if query.view == "coarse" else stored.layout
     inside = catalog_map.in_viewport(coords, viewport)
-    highlight, marks, heading = _highlight(query, stored, coords)
+    highlight, marks, heading = _highlight(query)
     # Only the points drawn need their tracks read: at most MAX_POINTS (the same ones at every zoom), and those
     # highlighted; the rest of the view is drawn as density.
     drawn = catalog_map.select_points(coords, viewport, MAX_POINTS) if len(inside) > MAX_POINTS else inside
@@ -73,7 +73,7 @@ def _colouring(colour, tracks) -> dict:
     return {}
 
 
-def _highlight(query, stored, coords) -> tuple:
+def _highlight(query) -> tuple:
     """({track_id: "reference" | "result"}, [(xy, title)] marks for a reference that is no catalog track, heading)."""
     if query.track:
         item = get_catalog().get(query.track)
