@@ -1,9 +1,12 @@
 """Search quality on real music: versions, excerpts in the default mode, and "more like this".
 
-    python bench/bench_quality.py [--embedder dsp|aisfx] [--queries-per-track 2] [--json FILE]
+    python bench/bench_quality.py [--embedder dsp|aisfx] [--music soundtracks|development|held-out]
+                                  [--cases versions,excerpts,similar] [--queries-per-track 2] [--json FILE]
 
 The catalog: three game soundtracks from Debian packages, one album each (bench/common.SOUNDTRACKS: Wesnoth
 41 tracks, Flare 12, Hedgewars 26; fetched with apt-get, not committed), ingested with their album names.
+``--music development`` / ``held-out``: the sets of bench/common.MUSIC_SETS instead (dsp's features were
+chosen on the first; the second reports on albums never used in development).
 ``aisfx`` is the trained sound-effects CNN of ``pip install --no-deps aisfx``, through the embedder plugin in
 tests/trained_embedder.py. Reports:
 
@@ -30,7 +33,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import cpu_model, soundtracks  # noqa: E402
+from bench.common import MUSIC_SETS, cpu_model, soundtracks  # noqa: E402
 
 from audiofind import audio, versions  # noqa: E402
 from audiofind.app import create_app, get_catalog  # noqa: E402
@@ -86,12 +89,16 @@ def make_catalog(folder: Path, embedder: str):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedder", default="dsp")
+    parser.add_argument("--music", default="soundtracks", choices=sorted(MUSIC_SETS))
+    parser.add_argument("--cases", default="versions,excerpts,similar", help="comma-separated subset to run")
     parser.add_argument("--queries-per-track", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
-    albums = soundtracks()
+    albums = soundtracks(args.music)
+    cases = set(args.cases.split(","))
+    figures = {"embedder": args.embedder, "cpu": cpu_model(), "music": args.music}
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -105,83 +112,92 @@ def main():
         ingest_seconds = time.perf_counter() - started
         tracks = list(ids)
 
-        # Versions.
-        grouped, made, wrong = {}, {}, 0
-        version_embeddings = []
-        for path in tracks:
-            for kind, version in make_versions(path, tmp, rng).items():
-                query = catalog.embed_query(version)
-                found = catalog.find_version(query.windows, query.window_vectors)
-                made[kind] = made.get(kind, 0) + 1
-                grouped[kind] = grouped.get(kind, 0) + bool(found and found.track_id == ids[path])
-                if found and found.track_id != ids[path]:
-                    wrong += 1
-                if not found or found.track_id != ids[path]:
-                    print(f"version not grouped ({kind}): {path.name} -> {found.file if found else None}",
-                          file=sys.stderr)
-                version_embeddings.append((ids[path], query.windows, query.window_vectors))
-        segments = {track_id: catalog.index.segments(track_id) for track_id in ids.values()}
-        fallback = versions.median_self_similarity([vectors for _, vectors in segments.values()])
-        false_pairs, pairs = 0, 0
-        id_list = list(segments)
-        for i, a in enumerate(id_list):
-            for b in id_list[i + 1 :]:
-                pairs += 1
-                false_pairs += versions.is_version(*segments[a], *segments[b], fallback)
-        for source_id, windows, vectors in version_embeddings:
-            for other in id_list:
-                if other != source_id:
+        if "versions" in cases:
+            # Versions.
+            grouped, made, wrong = {}, {}, 0
+            version_embeddings = []
+            for path in tracks:
+                for kind, version in make_versions(path, tmp, rng).items():
+                    query = catalog.embed_query(version)
+                    found = catalog.find_version(query.windows, query.window_vectors)
+                    made[kind] = made.get(kind, 0) + 1
+                    grouped[kind] = grouped.get(kind, 0) + bool(found and found.track_id == ids[path])
+                    if found and found.track_id != ids[path]:
+                        wrong += 1
+                    if not found or found.track_id != ids[path]:
+                        print(f"version not grouped ({kind}): {path.name} -> {found.file if found else None}",
+                              file=sys.stderr)
+                    version_embeddings.append((ids[path], query.windows, query.window_vectors))
+            segments = {track_id: catalog.index.segments(track_id) for track_id in ids.values()}
+            fallback = versions.median_self_similarity([vectors for _, vectors in segments.values()])
+            false_pairs, pairs = 0, 0
+            id_list = list(segments)
+            for i, a in enumerate(id_list):
+                for b in id_list[i + 1 :]:
                     pairs += 1
-                    false_pairs += versions.is_version(windows, vectors, *segments[other], fallback)
-        groups_at_ingest = len({t["group_id"] for t in catalog.list(0, len(tracks))})
+                    false_pairs += versions.is_version(*segments[a], *segments[b], fallback)
+            for source_id, windows, vectors in version_embeddings:
+                for other in id_list:
+                    if other != source_id:
+                        pairs += 1
+                        false_pairs += versions.is_version(windows, vectors, *segments[other], fallback)
+            groups_at_ingest = len({t["group_id"] for t in catalog.list(0, len(tracks))})
 
-        # Excerpts.
-        correct = {"default": 0, "track": 0, "segment": 0}
-        placed, total, query_seconds = 0, 0, 0.0
-        for path in tracks:
-            duration = sf.info(path).duration
-            for _ in range(args.queries_per_track):
-                offset = float(rng.uniform(0, max(0.0, duration - EXCERPT_SECONDS)))
-                query = degraded_excerpt(path, offset, tmp / f"query-{total}.mp3", rng)
-                total += 1
-                for mode in correct:
-                    started = time.perf_counter()
-                    best = catalog.search_file(query, limit=1, mode=DEFAULT_MODE if mode == "default" else mode)[0]
-                    if mode == "default":
-                        query_seconds += time.perf_counter() - started
-                    hit = best["track_id"] == ids[path]
-                    correct[mode] += hit
-                    if mode == "default" and hit and abs(best["match_start"] - offset) <= 5.0:
-                        placed += 1
-                    if not hit and mode == "default":
-                        print(f"excerpt miss: {path.name} @ {offset:.0f}s -> {best['file']}", file=sys.stderr)
+            figures.update({
+                "versions_grouped": {k: f"{grouped[k]}/{made[k]}" for k in made},
+                "versions_grouped_share": round(sum(grouped.values()) / sum(made.values()), 4),
+                "versions_grouped_with_another_track": wrong,
+                "distinct_pairs_grouped": f"{false_pairs}/{pairs}",
+                "groups_at_ingest": groups_at_ingest,
+            })
 
-        # More like this.
-        precision = []
-        for track_id, album in album_of.items():
-            results = catalog.similar(track_id, limit=5)
-            precision.append(np.mean([r["album"] == album for r in results]))
-        by_album = {a: round(float(np.mean([p for p, t in zip(precision, album_of) if album_of[t] == a])), 3)
-                    for a in albums}
+        if "excerpts" in cases:
+            # Excerpts.
+            correct = {"default": 0, "track": 0, "segment": 0}
+            placed, total, query_seconds = 0, 0, 0.0
+            for path in tracks:
+                duration = sf.info(path).duration
+                for _ in range(args.queries_per_track):
+                    offset = float(rng.uniform(0, max(0.0, duration - EXCERPT_SECONDS)))
+                    query = degraded_excerpt(path, offset, tmp / f"query-{total}.mp3", rng)
+                    total += 1
+                    for mode in correct:
+                        started = time.perf_counter()
+                        best = catalog.search_file(query, limit=1, mode=DEFAULT_MODE if mode == "default" else mode)[0]
+                        if mode == "default":
+                            query_seconds += time.perf_counter() - started
+                        hit = best["track_id"] == ids[path]
+                        correct[mode] += hit
+                        if mode == "default" and hit and abs(best["match_start"] - offset) <= 5.0:
+                            placed += 1
+                        if not hit and mode == "default":
+                            print(f"excerpt miss: {path.name} @ {offset:.0f}s -> {best['file']}", file=sys.stderr)
 
-    figures = {
-        "embedder": args.embedder,
-        "cpu": cpu_model(),
+            figures.update({
+                "excerpt_queries": total,
+                "excerpt_recall_at_1": {mode: round(n / total, 4) for mode, n in correct.items()},
+                "excerpt_placed_within_5s": round(placed / total, 4),
+                "mean_query_seconds": round(query_seconds / total, 3),
+            })
+
+        if "similar" in cases:
+            # More like this.
+            precision = []
+            for track_id, album in album_of.items():
+                results = catalog.similar(track_id, limit=5)
+                precision.append(np.mean([r["album"] == album for r in results]))
+            by_album = {a: round(float(np.mean([p for p, t in zip(precision, album_of) if album_of[t] == a])), 3)
+                        for a in albums}
+            figures.update({
+                "more_like_this_album_precision_at_5": round(float(np.mean(precision)), 3),
+                "more_like_this_by_album": by_album,
+            })
+
+    figures.update({
         "tracks": len(tracks),
         "albums": {a: len(p) for a, p in albums.items()},
-        "versions_grouped": {k: f"{grouped[k]}/{made[k]}" for k in made},
-        "versions_grouped_share": round(sum(grouped.values()) / sum(made.values()), 4),
-        "versions_grouped_with_another_track": wrong,
-        "distinct_pairs_grouped": f"{false_pairs}/{pairs}",
-        "groups_at_ingest": groups_at_ingest,
-        "excerpt_queries": total,
-        "excerpt_recall_at_1": {mode: round(n / total, 4) for mode, n in correct.items()},
-        "excerpt_placed_within_5s": round(placed / total, 4),
-        "more_like_this_album_precision_at_5": round(float(np.mean(precision)), 3),
-        "more_like_this_by_album": by_album,
         "ingest_seconds": round(ingest_seconds, 1),
-        "mean_query_seconds": round(query_seconds / total, 3),
-    }
+    })
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

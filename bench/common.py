@@ -24,8 +24,8 @@ def _run(command, **kwargs):
 
 
 def debian_music(package: str, folder_name: str = "music") -> list:
-    """The OGG Vorbis music files of a Debian package (under a folder named ``folder_name``, any case),
-    downloaded with apt-get and unpacked with dpkg -x into bench/data/<package> once."""
+    """The OGG (Vorbis or Opus) music files of a Debian package (under a folder named ``folder_name``, any
+    case), downloaded with apt-get and unpacked with dpkg -x into bench/data/<package> once."""
     folder = DATA / package
     if not folder.is_dir():
         if not shutil.which("apt-get") or not shutil.which("dpkg"):
@@ -38,10 +38,11 @@ def debian_music(package: str, folder_name: str = "music") -> list:
             _run(["dpkg", "-x", str(deb), str(Path(tmp) / "unpacked")])
             (Path(tmp) / "unpacked").rename(folder)
     tracks = sorted(
-        p for p in folder.rglob("*.ogg") if p.is_file() and folder_name in (part.lower() for part in p.parts)
+        p for p in folder.rglob("*")
+        if p.suffix in (".ogg", ".opus") and p.is_file() and folder_name in (part.lower() for part in p.parts)
     )
     if not tracks:
-        raise SystemExit(f"no .ogg files under {folder}: delete it and run again")
+        raise SystemExit(f"no .ogg/.opus files under {folder}: delete it and run again")
     return tracks
 
 
@@ -53,11 +54,27 @@ def wesnoth_tracks() -> list:
 # Game soundtracks in Debian, one album each: Wesnoth (orchestral, 41 tracks), Flare (orchestral fantasy, 12),
 # Hedgewars (light themes of many styles, 26).
 SOUNDTRACKS = {"Wesnoth": WESNOTH_PACKAGE, "Flare": "flare-game", "Hedgewars": "hedgewars-data"}
+# Two more sets of game music, one album per package, {album: (package, folder holding the music)}: the dsp
+# embedder's features were chosen on DEVELOPMENT_MUSIC and are reported on HELD_OUT_MUSIC, never tuned on it.
+DEVELOPMENT_MUSIC = {
+    "Wesnoth": (WESNOTH_PACKAGE, "music"),
+    "Hedgewars": ("hedgewars-data", "music"),
+    "HyperRogue": ("hyperrogue-music", "music"),  # 17 tracks, 43 min
+    "Singularity": ("singularity-music", "music"),  # 16 tracks, ambient electronic
+}
+HELD_OUT_MUSIC = {
+    "Flare": ("flare-game", "music"),
+    "Drascula": ("drascula-music", "audio"),  # 31 tracks of a point-and-click adventure
+    "Planet Blupi": ("planetblupi-music-ogg", "music"),  # 10 long tracks
+    "Warzone 2100": ("warzone2100-music", "music"),  # 30 tracks (Opus), three soundtracks of one game
+}
+MUSIC_SETS = {"soundtracks": {a: (p, "music") for a, p in SOUNDTRACKS.items()},
+              "development": DEVELOPMENT_MUSIC, "held-out": HELD_OUT_MUSIC}
 
 
-def soundtracks() -> dict:
-    """{album: [track paths]} for the packages in SOUNDTRACKS."""
-    return {album: debian_music(package) for album, package in SOUNDTRACKS.items()}
+def soundtracks(music_set: str = "soundtracks") -> dict:
+    """{album: [track paths]} for one of MUSIC_SETS (by default the packages in SOUNDTRACKS)."""
+    return {album: debian_music(package, folder) for album, (package, folder) in MUSIC_SETS[music_set].items()}
 
 
 def wesnoth_mp3s(bitrate: str = "192k") -> list:

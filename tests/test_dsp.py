@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pluggy
 import pytest
+import scipy.signal
 
 import audiogen
 from audiofind import audio, hookspecs, versions
@@ -45,7 +46,7 @@ def test_registered_as_a_plugin_without_importing_librosa():
 
 def test_dimensions_and_normalisation(embedder, tracks):
     embedding = embedder.embed(blocks(tracks[0]))
-    assert embedder.identity == {"name": "dsp", "version": "1", "dim": 2 * embedder.window_dim, "window_dim": 168}
+    assert embedder.identity == {"name": "dsp", "version": "2", "dim": 2 * embedder.window_dim, "window_dim": 262}
     assert embedding.vector.shape == (embedder.dim,) and embedding.vector.dtype == np.float32
     assert embedding.window_vectors.shape == (len(embedding.windows), embedder.window_dim)
     assert np.linalg.norm(embedding.vector) == pytest.approx(1, abs=1e-5)
@@ -121,3 +122,33 @@ def test_same_music_same_vector_and_different_music_apart(embedder, tracks, tmp_
     assert versions.is_version(again.windows, again.window_vectors, first.windows, first.window_vectors)
     other = embedder.embed(blocks(tracks[0]))
     assert not versions.is_version(other.windows, other.window_vectors, first.windows, first.window_vectors)
+
+
+def in_a_hall(signal, seed):
+    """Played in a reverberant hall: convolved with 1.8 s of exponentially decaying noise."""
+    t = np.arange(int(1.8 * SR)) / SR
+    response = np.random.default_rng(seed).standard_normal(len(t)) * np.exp(-t * 3.5)
+    response[0] = 8.0  # the direct sound
+    wet = scipy.signal.fftconvolve(signal, response)[: len(signal)]
+    return (0.8 * wet / np.abs(wet).max()).astype(np.float32)
+
+
+def dry_with_hiss(signal, seed):
+    """Close-miked with a faint tape hiss."""
+    return (signal + np.random.default_rng(seed).normal(0, 0.003, len(signal))).astype(np.float32)
+
+
+def test_more_like_this_finds_the_pieces_of_the_same_album(embedder):
+    """Two albums of three pieces (each piece its own melody, key, instrument and tempo), one recorded in a
+    hall, one dry: each piece's two nearest neighbours by track vector (what "more like this" ranks
+    tracks of 60 s or more by) are the other two pieces of its album. dsp version 1 got 5 of 12 right."""
+    albums, vectors = [], []
+    for album, production in enumerate((in_a_hall, dry_with_hiss)):
+        for seed, bpm in zip(range(10 * album, 10 * album + 3), (90, 110, 130)):
+            albums.append(album)
+            vectors.append(embedder.embed(blocks(production(audiogen.music(65, SR, seed=seed, bpm=bpm), seed))).vector)
+    similarity = np.array(vectors) @ np.array(vectors).T
+    np.fill_diagonal(similarity, -np.inf)
+    for i, album in enumerate(albums):
+        nearest = np.argsort(-similarity[i])[:2]
+        assert [albums[j] for j in nearest] == [album, album], (i, np.round(similarity[i], 3))
