@@ -2,6 +2,8 @@
 zoomed by links (the viewport in the query string: a zoomed view is a link; htmx swaps only the view), with a
 search's reference and results, or a track and its neighbours, drawn on it. Admins recompute it (the map job)."""
 
+from html import escape
+
 import numpy as np
 from flask import Blueprint, abort, render_template, request, url_for
 from redis import RedisError
@@ -109,7 +111,7 @@ def _zoom_cells(query, viewport) -> str:
             cy = y0 + (y1 - y0) * (row + 0.5) / ZOOM_CELLS
             left = min(max(cx - width / 2, x0), x1 - width)
             top = min(max(cy - height / 2, y0), y1 - height)
-            href = _url(query, (left, top, left + width, top + height))
+            href = escape(_url(query, (left, top, left + width, top + height)))
             parts.append(f'<a href="{href}" hx-get="{href}" hx-target="#map-view" hx-push-url="true" '
                          f'class="zoom-in"><rect x="{column * cell:.0f}" y="{row * cell:.0f}" width="{cell:.0f}" '
                          f'height="{cell:.0f}" fill="transparent"><title>Zoom in here</title></rect></a>')
