@@ -202,6 +202,7 @@ class Catalog:
         self.index.remove(track_id)
         if track.storage_key:
             self.storage.delete(track.storage_key)
+        self.pm.hook.after_remove(track=track, catalog=self)  # shortlists mark it missing
         return True
 
     # -- read
