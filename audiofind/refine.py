@@ -5,9 +5,11 @@ Rocchio's method, in both spaces the catalog searches:
 - track vectors: ``q' = q + like_weight * mean(liked) - unlike_weight * mean(unliked)``, re-normalised (the
   dot product is linear, so this ranks by the reference's similarity plus the weighted mean of the liked
   tracks' similarity minus that of the unliked);
-- window vectors (segment search): each of the reference's windows moved the same way, by the weighted
-  centroids of the liked and unliked tracks' windows, so segment search keeps looking for the reference's
-  passages, nearer the liked tracks' sound.
+- window vectors (segment search, which scores a catalog track by the mean over the query's windows of their
+  best match in it): the liked tracks' windows join the reference's, each window counting alike, so a track
+  scores by how well it matches passages of all of them; then every window is moved away from the weighted
+  centroid of the unliked tracks' windows. (Moving the reference's windows towards the liked tracks' centroid
+  instead did not raise album precision at all: BENCHMARKS.md.)
 
 A vector shift only lowers the unliked track's neighbours a little; "less like that" should remove them. So the
 unliked tracks and their ``Weights.neighbours`` nearest catalog tracks (by track vector) are filtered out of the
@@ -53,11 +55,13 @@ def refine_query(index, vector, window_vectors, like=(), unlike=(), weights=DEFA
     ones (track ids), L2-normalised. KeyError names a track id that is not in the catalog."""
     vector = np.asarray(vector, np.float32)
     window_vectors = np.asarray(window_vectors, np.float32)
-    for track_ids, weight in ((like, weights.like), (unlike, -weights.unlike)):
-        if track_ids:
-            track_mean, window_mean = _centroids(index, track_ids)
-            vector = vector + weight * track_mean
-            window_vectors = window_vectors + weight * window_mean
+    if like:
+        vector = vector + weights.like * np.mean([index.track_vector(t) for t in like], axis=0)
+        window_vectors = np.concatenate([window_vectors, *(index.segments(t)[1] for t in like)])
+    if unlike:
+        track_mean, window_mean = _centroids(index, unlike)
+        vector = vector - weights.unlike * track_mean
+        window_vectors = window_vectors - weights.unlike * window_mean
     return _unit(vector), _unit(window_vectors) if len(window_vectors) else window_vectors
 
 

@@ -1,6 +1,6 @@
 """Refining a search on real music: "more like these two" and "less like that one".
 
-    python bench/bench_refine.py [--embedder dsp|aisfx] [--json FILE]
+    python bench/bench_refine.py [--embedder dsp|aisfx] [--json FILE] [--catalog DIR]
 
 The catalog of bench/bench_quality.py: three game soundtracks from Debian packages, one album each
 (bench/common.SOUNDTRACKS), ingested with their album names. Every catalog track is the start once
@@ -50,16 +50,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedder", default="dsp")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--catalog", type=Path, help="keep the ingested catalog in this folder (reused when there)")
     args = parser.parse_args()
 
     albums = soundtracks()
     figures = {"embedder": args.embedder, "cpu": cpu_model(), "albums": {a: len(p) for a, p in albums.items()}}
     with tempfile.TemporaryDirectory() as tmp:
-        catalog = make_catalog(Path(tmp) / "instance", args.embedder)
+        catalog = make_catalog((args.catalog or Path(tmp)) / "instance", args.embedder)
         started = time.perf_counter()
         album_of = {}
         for album, paths in albums.items():
-            for path in paths:
+            for path in paths:  # a kept catalog has them already: duplicates, at the cost of a hash
                 album_of[catalog.ingest(path, metadata={"album": album}).track.track_id] = album
         figures["tracks"] = len(album_of)
         figures["ingest_seconds"] = round(time.perf_counter() - started, 1)
