@@ -9,7 +9,7 @@ import contextlib
 from dataclasses import asdict
 
 from audiofind.index.atlas import describe_error
-from audiofind.shortlists import Item, Shortlist, ShortlistStore
+from audiofind.index.shortlists import Item, Shortlist, ShortlistStore
 
 COLLECTION = "shortlists"
 

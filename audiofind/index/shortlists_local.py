@@ -7,7 +7,7 @@ rewrites a shortlist's items in one transaction, if its ``version`` is still the
 import contextlib
 import json
 
-from audiofind.shortlists import Item, Shortlist, ShortlistStore
+from audiofind.index.shortlists import Item, Shortlist, ShortlistStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shortlists (
