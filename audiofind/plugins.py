@@ -14,6 +14,7 @@ DEFAULT_PLUGINS = (
     "audiofind.storage.local",
     "audiofind.storage.s3",
     "audiofind.related",
+    "audiofind.shortlists",
 )
 
 
