@@ -23,6 +23,7 @@ from audiofind.index.shortlists import (  # noqa: F401 (the records and the stor
     Shortlist,
     ShortlistNotFound,
     ShortlistStore,
+    new_token,
 )
 from audiofind.index.shortlists_atlas import AtlasShortlists
 from audiofind.index.shortlists_local import LocalShortlists
