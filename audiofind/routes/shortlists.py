@@ -114,7 +114,7 @@ def create():
 def my_shortlists():
     """This browser's shortlists (base.html's <datalist> of names for the "add to shortlist" fields). A request
     without a session cookie has none, and its page stays the same for everyone (no Vary: Cookie)."""
-    if current_app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+    if current_app.config["SESSION_COOKIE_NAME"] not in request.cookies and not session.modified:
         return []
     me = owner()
     return store().list_by_owner(me) if me else []
