@@ -175,6 +175,13 @@ def test_admin_sees_and_deletes_every_shortlist(app, client, catalog):
     assert other.get(f"/api/v1/shortlists/{shortlist['shortlist_id']}").status_code == 404
 
 
+def test_signing_in_as_admin_keeps_the_browsers_shortlists(app, client, catalog):
+    mine = client.post("/api/v1/shortlists", json={"name": "Before login"}).json["shortlist_id"]
+    app.config["ADMIN_TOKEN"] = "s3cret"
+    assert client.post("/admin/login", data={"token": "s3cret"}).status_code == 302
+    assert client.get(f"/shortlists/{mine}").status_code == 200
+
+
 # -- the API
 
 

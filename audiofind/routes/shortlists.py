@@ -10,7 +10,7 @@ from flask import Blueprint, abort, current_app, jsonify, make_response, render_
 
 from audiofind.routes import schemas
 from audiofind.routes.admin import guard
-from audiofind.routes.auth import cross_site
+from audiofind.routes.auth import SHORTLIST_OWNER, cross_site
 from audiofind.routes.context import get_catalog, services
 from audiofind.routes.errors import UserError
 from audiofind.routes.hx import htmx, redirect, render, toast
@@ -19,7 +19,7 @@ from audiofind.routes.playback import absolute, public_result
 from audiofind.routes.schemas import parse
 from audiofind.shortlists import ShortlistNotFound, new_token, store_for, to_csv, to_m3u, tracks_of
 
-OWNER = "shortlist_owner"  # the session cookie's field
+OWNER = SHORTLIST_OWNER  # the session cookie's field (kept by the admin login)
 OWNER_HEADER = "X-Shortlist-Owner"
 DEFAULT_NAME = "My shortlist"
 
