@@ -93,7 +93,7 @@ def test_refine_collect_share_play_and_export(server, audio_dir, tmp_path):
 
         # 2. "Less like this one" on the second result: it leaves the list (with its nearest), shown as a chip.
         unliked = before[1]
-        results.nth(1).get_by_role("button", name="Less like this one").click()
+        results.nth(1).get_by_role("button", name="Less like it").click()
         expect(page.locator(".chip.unlike")).to_contain_text(f"Less like {unliked}")
         expect(page.locator("#results h3 a", has_text=unliked)).to_have_count(0)
         after_unlike = titles.all_inner_texts()
@@ -102,7 +102,7 @@ def test_refine_collect_share_play_and_export(server, audio_dir, tmp_path):
 
         # 3. "More like this one" on the last result: it moves up.
         liked = after_unlike[-1]
-        results.last.get_by_role("button", name="More like this one").click()
+        results.last.get_by_role("button", name="More like it").click()
         expect(page.locator(".chip.like")).to_contain_text(f"More like {liked}")
         refined = titles.all_inner_texts()
         assert refined.index(liked) < len(after_unlike) - 1, refined

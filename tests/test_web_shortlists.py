@@ -221,7 +221,7 @@ def test_refine_a_search_in_place_with_marks_and_undo(app, client, catalog, audi
     run_worker(services(app), burst=True)
     html = text(client.get(status_url, headers=HX))
     before = titles_in(html)
-    assert before[0] == "Noon" and "More like this one" in html and "Less like this one" in html
+    assert before[0] == "Noon" and "More like it" in html and "Less like it" in html
 
     job_id = status_url.rsplit("/", 1)[1]
     unliked = before[1]

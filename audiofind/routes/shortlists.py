@@ -6,7 +6,7 @@ made on the first change. API clients send the same cookie, or their own owner i
 unknown one does; the share link (``share_id``) opens a read-only copy without a session.
 """
 
-from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, make_response, render_template, request, session, url_for
 
 from audiofind.routes import schemas
 from audiofind.routes.admin import guard
@@ -48,7 +48,7 @@ def owner(create=False):
         return given
     value = session.get(OWNER)
     if not isinstance(value, str) and create:
-        value = session[OWNER] = new_token()
+        value = session[OWNER] = g.shortlist_owner = new_token()
         session.permanent = True
     return value if isinstance(value, str) else None
 
@@ -114,9 +114,7 @@ def create():
 def my_shortlists():
     """This browser's shortlists (base.html's <datalist> of names for the "add to shortlist" fields). A request
     without a session cookie has none, and its page stays the same for everyone (no Vary: Cookie)."""
-    if current_app.config["SESSION_COOKIE_NAME"] not in request.cookies and not session.modified:
-        return []
-    me = owner()
+    me = g.get("shortlist_owner") or (owner() if current_app.config["SESSION_COOKIE_NAME"] in request.cookies else None)
     return store().list_by_owner(me) if me else []
 
 
