@@ -6,6 +6,8 @@ made on the first change. API clients send the same cookie, or their own owner i
 unknown one does; the share link (``share_id``) opens a read-only copy without a session.
 """
 
+from datetime import datetime, timezone
+
 from flask import Blueprint, abort, current_app, g, jsonify, make_response, render_template, request, session, url_for
 
 from audiofind.routes import schemas
@@ -16,7 +18,6 @@ from audiofind.routes.errors import UserError
 from audiofind.routes.hx import htmx, redirect, render, toast
 from audiofind.routes.openapi import operation
 from audiofind.routes.playback import absolute, public_result
-from audiofind.routes.schemas import parse
 from audiofind.shortlists import ShortlistNotFound, new_token, store_for, to_csv, to_m3u, tracks_of
 
 OWNER = SHORTLIST_OWNER  # the session cookie's field (kept by the admin login)
@@ -108,6 +109,11 @@ def create():
     shortlist = _changed(store().create, owner(create=True), name)
     url = url_for("shortlists.show", shortlist_id=shortlist.shortlist_id)
     return redirect(url) if htmx else make_response("", 303, {"Location": url})
+
+
+@bp.app_template_filter("when")
+def when(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @bp.app_template_global()
