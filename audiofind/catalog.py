@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from audiofind import audio, musicfacts, versions
+from audiofind import audio, musicfacts, refine, versions
 from audiofind.config import data_dir
 from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Track
 from audiofind.storage.base import StorageError, content_type_for
@@ -206,6 +206,7 @@ class Catalog:
         self.index.remove(track_id)
         if track.storage_key:
             self.storage.delete(track.storage_key)
+        self.pm.hook.after_remove(track=track, catalog=self)  # shortlists mark it missing
         return True
 
     # -- read
@@ -257,6 +258,14 @@ class Catalog:
         vector = self.index.track_vector(track_id)
         return self.search_embedding(vector, window_vectors, windows, filters=filters, **options)
 
+    def sounds_like(self, track_ids: list, *, filters=None, unlike=(), **options) -> list:
+        """"Sounds like these": the neighbours of several catalog tracks at once, weighted alike (the first is
+        the reference, the others liked with weight len(others)), never one of them. One id is ``similar``."""
+        first, *others = list(dict.fromkeys(track_ids))
+        filters = replace(filters or Filters(), exclude_track_ids=[*(filters.exclude_track_ids if filters else []), *others])
+        weights = replace(options.pop("weights", refine.DEFAULT_WEIGHTS), like=float(len(others)))
+        return self.similar(first, filters=filters, like=others, unlike=unlike, weights=weights, **options)
+
     def search_embedding(
         self,
         vector,
@@ -269,24 +278,37 @@ class Catalog:
         per_album=None,
         per_artist=None,
         collapse_versions=True,
+        like=(),
+        unlike=(),
+        weights=refine.DEFAULT_WEIGHTS,
     ) -> list:
         """The catalog tracks most like the reference, best first.
 
         ``mode``: "track" ranks by the whole-track vectors (how the reference sounds overall), "segment" by
         the best-matching windows (which track contains this, and where), "auto" picks by the reference's
-        length: segment below AUTO_SEGMENT_SECONDS, track from there on."""
+        length: segment below AUTO_SEGMENT_SECONDS, track from there on.
+
+        ``like``/``unlike``: catalog track ids marked "more like this"/"less like this" (audiofind/refine.py):
+        the query moves towards and away from them, and the unliked tracks and their nearest neighbours are
+        left out. Matches are still located for the reference. KeyError names an id not in the catalog."""
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}: use {', '.join(SEARCH_MODES)}")
         if mode == "auto":
             length = float(windows[-1, 1] - windows[0, 0]) if len(windows) else 0.0
             mode = "segment" if length < AUTO_SEGMENT_SECONDS else "track"
         filters = filters or Filters()
+        query_vector, query_windows = vector, window_vectors
+        if like or unlike:
+            query_vector, query_windows = refine.refine_query(self.index, vector, window_vectors, like, unlike, weights)
+            keep = [*like, *filters.exclude_track_ids]
+            dropped = refine.unliked_neighbours(self.index, unlike, keep=keep, count=weights.neighbours)
+            filters = replace(filters, exclude_track_ids=[*filters.exclude_track_ids, *dropped])
         thinned = bool(per_album or per_artist or collapse_versions)
         fetch = limit * OVERFETCH if thinned else limit
         if mode == "segment":
-            hits = self.index.search_segments(window_vectors, fetch, filters)
+            hits = self.index.search_segments(query_windows, fetch, filters)
         else:
-            hits = self.index.search(vector, fetch, filters)
+            hits = self.index.search(query_vector, fetch, filters)
         tracks = self.index.get_many([hit.track_id for hit in hits], envelope=False)  # to thin the list
         hits = [hit for hit in hits if hit.track_id in tracks]
         versions = _count_by(tracks.values(), "group_id")

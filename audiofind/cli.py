@@ -232,15 +232,17 @@ def search(obj, file, start, end, as_json, **opts):
 
 
 @cli.command()
-@click.argument("track_id")
+@click.argument("track_ids", metavar="TRACK_ID...", nargs=-1, required=True)
+@click.option("--unlike", multiple=True, metavar="TRACK_ID",
+              help="Less like this catalog track: it and its nearest neighbours are left out (repeatable).")
 @search_options
 @click.pass_obj
-def similar(obj, track_id, as_json, **opts):
-    """More like this: the tracks that sound most like catalog track TRACK_ID."""
+def similar(obj, track_ids, unlike, as_json, **opts):
+    """More like this: the tracks that sound most like catalog track TRACK_ID (several: like all of them)."""
     try:
-        results = obj.catalog.similar(track_id, **_search_kwargs(opts))
-    except KeyError:
-        fail(f"no track {track_id!r} in the catalog (see `audiofind tracks`)")
+        results = obj.catalog.sounds_like(list(track_ids), unlike=list(unlike), **_search_kwargs(opts))
+    except KeyError as error:
+        fail(f"no track {error.args[0]!r} in the catalog (see `audiofind tracks`)")
     except USER_ERRORS as error:
         fail(error)
     print_results(results, as_json)

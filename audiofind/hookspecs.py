@@ -38,3 +38,8 @@ def track_details(tracks, config):
 def after_ingest(track, catalog):
     """Called after ``track`` (an index.base.Track) was added to ``catalog`` (by an ingest, or again by a
     reindex with its new vectors). Return value ignored."""
+
+
+@hookspec
+def after_remove(track, catalog):
+    """Called after ``track`` (an index.base.Track) was removed from ``catalog``. Return value ignored."""

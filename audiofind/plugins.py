@@ -15,6 +15,7 @@ DEFAULT_PLUGINS = (
     "audiofind.storage.s3",
     "audiofind.related",
     "audiofind.map_store",  # places new tracks on the catalog map
+    "audiofind.shortlists",
 )
 
 

@@ -79,6 +79,9 @@ def test_every_documented_status_is_answered(app, app_config, client, catalog, a
         return send(limited)
 
     wav = {"filename": "a.wav", "content_type": "audio/wav", "size": 100}
+    kept = client.post("/api/v1/shortlists", json={"name": "Kept", "track_ids": [one]}).json
+    gone = client.post("/api/v1/shortlists", json={"name": "Gone"}).json["shortlist_id"]
+    sl = f"/api/v1/shortlists/{kept['shortlist_id']}"
     requests = {
         ("/openapi.json", "GET", 200): lambda: client.get("/api/v1/openapi.json"),
         ("/uploads", "POST", 201): lambda: client.post("/api/v1/uploads", json=wav),
@@ -120,6 +123,38 @@ def test_every_documented_status_is_answered(app, app_config, client, catalog, a
         ("/ingests/{job_id}", "GET", 403): lambda: client.get(ingest, headers=WRONG),
         ("/ingests/{job_id}", "GET", 404): lambda: client.get("/api/v1/ingests/nope", headers=ADMIN),
         ("/ingests/{job_id}", "GET", 503): lambda: down.get(ingest, headers=ADMIN),
+        ("/shortlists", "POST", 201): lambda: client.post("/api/v1/shortlists", json={"name": "Cue 3"}),
+        ("/shortlists", "POST", 400): lambda: client.post("/api/v1/shortlists", json={"name": "x", "track_ids": ["nope"]}),
+        ("/shortlists", "GET", 200): lambda: client.get("/api/v1/shortlists"),
+        ("/shortlists", "GET", 400): lambda: client.get("/api/v1/shortlists", headers={"X-Shortlist-Owner": "short"}),
+        ("/shortlists/{shortlist_id}", "GET", 200): lambda: client.get(sl),
+        ("/shortlists/{shortlist_id}", "GET", 404): lambda: client.get("/api/v1/shortlists/nope"),
+        ("/shortlists/{shortlist_id}", "PATCH", 200): lambda: client.patch(sl, json={"name": "Kept 2"}),
+        ("/shortlists/{shortlist_id}", "PATCH", 400): lambda: client.patch(sl, json={"name": ""}),
+        ("/shortlists/{shortlist_id}", "PATCH", 404): lambda: client.patch("/api/v1/shortlists/nope", json={"name": "x"}),
+        ("/shortlists/{shortlist_id}", "DELETE", 204): lambda: client.delete(f"/api/v1/shortlists/{gone}"),
+        ("/shortlists/{shortlist_id}", "DELETE", 404): lambda: client.delete(f"/api/v1/shortlists/{gone}"),
+        ("/shortlists/{shortlist_id}/items", "POST", 200): lambda: client.post(sl + "/items", json={"track_id": one}),
+        ("/shortlists/{shortlist_id}/items", "POST", 400): lambda: client.post(sl + "/items", json={"note": "x"}),
+        ("/shortlists/{shortlist_id}/items", "POST", 404): lambda: client.post(sl + "/items", json={"track_id": "nope"}),
+        ("/shortlists/{shortlist_id}/items/{track_id}", "PATCH", 200): lambda: client.patch(f"{sl}/items/{one}",
+                                                                                           json={"note": "yes"}),
+        ("/shortlists/{shortlist_id}/items/{track_id}", "PATCH", 400): lambda: client.patch(f"{sl}/items/{one}",
+                                                                                           json={"note": "x" * 3000}),
+        ("/shortlists/{shortlist_id}/items/{track_id}", "PATCH", 404): lambda: client.patch(f"{sl}/items/nope",
+                                                                                           json={"note": "x"}),
+        ("/shortlists/{shortlist_id}/order", "PUT", 200): lambda: client.put(sl + "/order", json={"track_ids": [one]}),
+        ("/shortlists/{shortlist_id}/order", "PUT", 400): lambda: client.put(sl + "/order", json={"track_ids": []}),
+        ("/shortlists/{shortlist_id}/order", "PUT", 404): lambda: client.put("/api/v1/shortlists/nope/order",
+                                                                             json={"track_ids": []}),
+        ("/shortlists/{shortlist_id}/export.csv", "GET", 200): lambda: client.get(sl + "/export.csv"),
+        ("/shortlists/{shortlist_id}/export.csv", "GET", 404): lambda: client.get("/api/v1/shortlists/nope/export.csv"),
+        ("/shortlists/{shortlist_id}/export.m3u8", "GET", 200): lambda: client.get(sl + "/export.m3u8"),
+        ("/shortlists/{shortlist_id}/export.m3u8", "GET", 404): lambda: client.get("/api/v1/shortlists/nope/export.m3u8"),
+        ("/shared/{share_id}", "GET", 200): lambda: app.test_client().get(f"/api/v1/shared/{kept['share_id']}"),
+        ("/shared/{share_id}", "GET", 404): lambda: client.get(f"/api/v1/shared/{kept['shortlist_id']}"),
+        ("/shortlists/{shortlist_id}/items/{track_id}", "DELETE", 200): lambda: client.delete(f"{sl}/items/{one}"),
+        ("/shortlists/{shortlist_id}/items/{track_id}", "DELETE", 404): lambda: client.delete(f"{sl}/items/{one}"),
         # last: it removes the track the others use
         ("/tracks/{track_id}", "DELETE", 204): lambda: client.delete(f"/api/v1/tracks/{one}", headers=ADMIN),
     }

@@ -30,6 +30,7 @@ class MoodPlugin:
 
     def __init__(self):
         self.ingested = []
+        self.removed = []
 
     @hookimpl
     def register_embedders(self):
@@ -54,6 +55,10 @@ class MoodPlugin:
     @hookimpl
     def after_ingest(self, track, catalog):
         self.ingested.append((track.track_id, track.embedder))
+
+    @hookimpl
+    def after_remove(self, track, catalog):
+        self.removed.append(track.track_id)
 
 
 HOOKS = sorted(name for name in vars(hookspecs) if callable(getattr(hookspecs, name))
@@ -92,6 +97,12 @@ def test_reindex_calls_after_ingest_again_for_every_track(plugged):
     plugin.ingested.clear()
     assert get_catalog(app).reindex() == []
     assert sorted(track_id for track_id, _ in plugin.ingested) == sorted(ids)
+
+
+def test_after_remove_sees_a_removed_track(plugged):
+    app, plugin, ids = plugged
+    assert get_catalog(app).remove(ids[0])  # an index of a plugin keeps no shortlists: removing still works
+    assert plugin.removed == [ids[0]] and get_catalog(app).get(ids[0]) is None
 
 
 def test_extra_fields_reach_results_the_api_and_the_track_page(plugged):

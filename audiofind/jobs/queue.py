@@ -42,10 +42,12 @@ def _retry(services):
 
 
 def _enqueue(services, queue_name, func, upload_key, args, timeout, result_ttl, meta):
-    """The job that reads the upload under ``upload_key``; the upload is held for it first (see uploads.py)."""
+    """The job that reads the upload under ``upload_key``; the upload is held for it first (see uploads.py).
+    A search of catalog tracks only ("sounds like these") has no upload: ``upload_key`` None."""
     job_id = str(uuid.uuid4())
     try:
-        uploads.hold(services.redis, upload_key, job_id)
+        if upload_key is not None:
+            uploads.hold(services.redis, upload_key, job_id)
         return get_queue(services, queue_name).enqueue_call(
             func,
             args=(upload_key, *args),
@@ -137,6 +139,20 @@ def job_status(services, job_id, kind=None):
         info["stage"] = "failed"
         info["error"] = meta.get("error") or _failure_reason(job, status)
     return info
+
+
+def search_options(services, job_id):
+    """(options, file name) a search job was started with (its ``options`` argument), or None when unknown."""
+    try:
+        job = Job.fetch(job_id, connection=services.redis)
+    except NoSuchJobError:
+        return None
+    except redis.RedisError as error:
+        raise queue_unavailable(error) from error
+    meta = job.get_meta()
+    if meta.get("kind") != "search":
+        return None
+    return dict(job.args[1] or {}), meta.get("file") or ""
 
 
 def _failure_reason(job, status):

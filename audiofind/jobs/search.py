@@ -1,30 +1,48 @@
-"""The search job: embed an uploaded reference file, search the catalog, delete the upload."""
+"""The search job: embed an uploaded reference file, search the catalog, delete the upload.
 
+The reference's vectors are kept in Redis as long as the job's result (``QUERY_KEY``), so that the page can
+re-rank the results with "more / less like this one" marks without the deleted upload (``refine``)."""
+
+import io
 import logging
+
+import numpy as np
 
 from audiofind import map_store
 from audiofind.index.base import Filters
 from audiofind.jobs._common import current_job, job_services, set_stage, upload_copy, user_errors
+from audiofind.jobs.queue import SEARCH_RESULT_TTL
 
 logger = logging.getLogger(__name__)
+QUERY_KEY = "audiofind:search-query:"  # + job id -> the reference's vectors (npz)
 
 
 def run_search(key, options):
     """Search the catalog for the audio stored under ``key``; returns the result dicts (JSON-able).
 
-    ``options``: limit, start, end, mode, per_album, per_artist, collapse_versions, and filters (a dict of
-    index.base.Filters fields)."""
+    ``options``: limit, start, end, mode, per_album, per_artist, collapse_versions, like, unlike (track ids), and
+    filters (a dict of index.base.Filters fields). Without ``key``: the catalog tracks that sound like the
+    ``like`` tracks ("sounds like these")."""
     services = job_services()
     options = dict(options or {})
     with user_errors():
         catalog = services.catalog
         filters = Filters(**(options.pop("filters", None) or {}))
         start, end = options.pop("start", None), options.pop("end", None)
+        like, unlike = list(options.pop("like", None) or ()), list(options.pop("unlike", None) or ())
+        if key is None:
+            set_stage("searching")
+            results = catalog.sounds_like(like, filters=filters, unlike=unlike, **options)
+            return [_plain(result) for result in results]
         with upload_copy(services, key) as path:  # a reference track is not kept
             set_stage("analyzing")
             query = catalog.embed_query(path, start=start, end=end)
+        job = current_job()
+        if job is not None:
+            save_query(services.redis, job.id, query.vector, query.window_vectors, query.windows)
         set_stage("searching")
-        results = catalog.search_embedding(query.vector, query.window_vectors, query.windows, filters=filters, **options)
+        results = catalog.search_embedding(query.vector, query.window_vectors, query.windows, filters=filters,
+                                           like=like, unlike=unlike, **options)
         _place_reference(services, query.vector)
         return [_plain(result) for result in results]
 
@@ -41,6 +59,21 @@ def _place_reference(services, vector):
             job.save_meta()
     except Exception:
         logger.exception("could not place the search's reference on the catalog map")
+
+
+def save_query(redis, job_id, vector, window_vectors, windows):
+    out = io.BytesIO()
+    np.savez(out, vector=vector, window_vectors=window_vectors, windows=windows)
+    redis.set(QUERY_KEY + job_id, out.getvalue(), ex=SEARCH_RESULT_TTL)
+
+
+def load_query(redis, job_id):
+    """(vector, window_vectors, windows) of a search's reference, or None once expired (or keyless)."""
+    data = redis.get(QUERY_KEY + job_id)
+    if data is None:
+        return None
+    with np.load(io.BytesIO(data)) as stored:
+        return stored["vector"], stored["window_vectors"], stored["windows"]
 
 
 def _plain(result):

@@ -12,7 +12,7 @@ from audiofind.index.base import IndexUnavailable
 from audiofind.index.filters import PUBLIC_FIELDS
 from audiofind.jobs.queue import QueueUnavailable, queue_unavailable
 from audiofind.musicfacts import compatible_camelots
-from audiofind.routes import admin, api, security, storage, ui, widgets
+from audiofind.routes import admin, api, security, shortlists, storage, ui, widgets
 from audiofind.routes import map as map_page  # (not to hide the builtin)
 from audiofind.routes.auth import admin_access
 from audiofind.routes.context import services
@@ -37,8 +37,10 @@ STAGES = {
 def register_blueprints(app):
     app.before_request(_set_request_id)  # first: a guard that answers early still has its request's id
     app.after_request(_send_request_id)
-    for module in (ui, api, admin, widgets, storage, map_page):
+    for module in (ui, api, admin, widgets, storage, map_page, shortlists):
         app.register_blueprint(module.bp)
+    app.register_blueprint(shortlists.admin_bp)
+    app.register_blueprint(shortlists.api_bp)
     admin.mount_rq_dashboard(app)
     app.add_url_rule("/assets/htmx.min.js", "htmx", _htmx)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(health.liveness()))

@@ -66,9 +66,13 @@ def create_upload():
 @limit_searches
 @operation((202, schemas.Accepted), 400, 413, 429, 503, json=schemas.NewSearch)
 def create_search():
-    """Start a search with an uploaded file"""
+    """Start a search with an uploaded file, refined by marked tracks, or by catalog tracks only
+
+    ``like``/``unlike``: catalog track ids, "more like these" / "less like these". Without ``key``, the tracks
+    that sound like the ``like`` tracks together."""
     search = _body()
-    filename = claim_upload(search.key)
+    check_tracks(get_catalog(), [*search.like, *search.unlike])
+    filename = claim_upload(search.key) if search.key else ""
     return _accepted(enqueue_search(services(), search.key, search.job_options(), filename), "api.get_search")
 
 
@@ -81,6 +85,13 @@ def get_search(job_id):
         raise UserError("no such search (it may have expired)", 404, "not_found")
     results = [public_result(r) for r in info.pop("result") or []]
     return jsonify({**_job_fields(info), "results": results})
+
+
+def check_tracks(catalog, track_ids):
+    """A marked track that is not in the catalog: 400 naming it."""
+    missing = [track_id for track_id in dict.fromkeys(track_ids) if catalog.get(track_id) is None]
+    if missing:
+        raise UserError(f"no track {missing[0]} in the catalog (like/unlike name catalog track ids)")
 
 
 def _job_fields(info):
@@ -124,10 +135,14 @@ def get_track(track_id):
 @limit_similar
 @operation((200, schemas.SimilarTracks), 400, 404, 429, query=schemas.SimilarQuery)
 def similar_tracks(track_id):
-    """More like this: the track's neighbours, never itself"""
+    """More like this: the track's neighbours, never itself, refined by ``like``/``unlike`` track ids"""
     asked = _query()
+    catalog = get_catalog()
+    if catalog.get(track_id) is None:
+        raise UserError(f"no track {track_id}", 404, "not_found")
+    check_tracks(catalog, [*asked.like, *asked.unlike])
     try:
-        results = get_catalog().similar(track_id, filters=Filters(**asked.given()), **asked.options())
+        results = catalog.similar(track_id, filters=Filters(**asked.given()), **asked.options(), **asked.marks())
     except KeyError:
         raise UserError(f"no track {track_id}", 404, "not_found") from None
     return jsonify(track_id=track_id, results=[public_result(r) for r in results])

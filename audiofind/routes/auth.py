@@ -13,6 +13,7 @@ from audiofind.routes.errors import UserError
 
 ADMIN_SESSION = "audiofind:admin-session:"  # + id -> "1" while that login lasts
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+SHORTLIST_OWNER = "shortlist_owner"  # the session field naming the browser's shortlists' owner
 
 
 def admin_required(view):
@@ -82,8 +83,11 @@ def admin_login(given):
     if token and isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode()):
         login = secrets.token_urlsafe(24)
         services().redis.set(ADMIN_SESSION + login, "1", ex=int(current_app.config["ADMIN_SESSION_SECONDS"]))
+        shortlists = session.get(SHORTLIST_OWNER)  # the browser's shortlists stay its own (routes/shortlists.py)
         session.clear()
         session["admin"], session["admin_login"] = _token_mark(token), login
+        if shortlists:
+            session[SHORTLIST_OWNER] = shortlists
         return True
     return False
 

@@ -42,6 +42,18 @@ WidgetSize = _bounded(int, 1, 20, "How many similar tracks.")
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Key = Annotated[str, Field(min_length=1, max_length=1024,
                            description="The key POST /uploads answered; send the file to its upload_url first.")]
+MAX_MARKS = 50  # track ids in one like or unlike list
+TrackId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _id_list(value):
+    """A list of track ids, or comma-separated text (a query string's or a form's)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+TrackIds = Annotated[list[TrackId], BeforeValidator(_id_list), Field(max_length=MAX_MARKS)]
 
 
 class Input(BaseModel):
@@ -99,10 +111,22 @@ class SearchOptions(Input):
         return self.model_dump(include=set(SearchOptions.model_fields))
 
 
-class NewSearch(SearchOptions):
-    """POST /api/v1/searches, and the search page's form (its filter fields are flat: see ``from_form``)."""
+class Marks(Input):
+    """Refining: catalog tracks marked "more like this" and "less like this" (audiofind/refine.py)."""
 
-    key: Key
+    like: TrackIds = Field([], description="Track ids: more like these (a list, or comma-separated text).")
+    unlike: TrackIds = Field([], description="Track ids: less like these; they and their nearest tracks are left out.")
+
+    def marks(self) -> dict:
+        return {"like": list(dict.fromkeys(self.like)), "unlike": list(dict.fromkeys(self.unlike))}
+
+
+class NewSearch(SearchOptions, Marks):
+    """POST /api/v1/searches, and the search page's form (its filter fields are flat: see ``from_form``).
+    With ``key``, an uploaded reference (refined by ``like``/``unlike``); without, the tracks that sound like
+    the ``like`` tracks ("sounds like these")."""
+
+    key: Optional[Key] = None
     start: Optional[Seconds] = Field(None, description="Use the file from here (seconds).")
     end: Optional[Seconds] = Field(None, description="… to here (seconds).")
     filters: Filters = Field(default_factory=Filters)
@@ -111,6 +135,9 @@ class NewSearch(SearchOptions):
     def _range(self):
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError("end must be after start")
+        if self.key is None and not self.like:
+            raise ValueError("key is required (or like, to search by catalog tracks): ask POST /api/v1/uploads "
+                             "for a key and send the file there first")
         return self
 
     @classmethod
@@ -121,10 +148,11 @@ class NewSearch(SearchOptions):
 
     def job_options(self) -> dict:
         """What the search job takes (jobs/search.py)."""
-        return {**self.options(), "start": self.start, "end": self.end, "filters": self.filters.given()}
+        return {**self.options(), **self.marks(), "start": self.start, "end": self.end,
+                "filters": self.filters.given()}
 
 
-class SimilarQuery(SearchOptions, Filters):
+class SimilarQuery(SearchOptions, Marks, Filters):
     """GET /tracks/<id>/similar, the page's and the API's: the search options and the filters, flat."""
 
     model_config = ConfigDict(extra="ignore")
@@ -357,3 +385,65 @@ def invalid(error: ValidationError) -> UserError:
     if kind == "missing" and field == "key":
         reason += ": ask POST /api/v1/uploads for one and send the file there first"
     return UserError(f"{field} {reason}")
+
+
+# -- shortlists (routes/shortlists.py)
+
+ShortlistName = Annotated[str, Field(min_length=1, max_length=200, description="Shown on its pages and exports.")]
+Note = Annotated[str, Field(max_length=2000)]
+
+
+class NewShortlist(Input):
+    name: ShortlistName
+    track_ids: TrackIds = Field([], description="Catalog track ids, in this order.")
+
+
+class ShortlistRename(Input):
+    name: ShortlistName
+
+
+class NewItem(Input):
+    track_id: TrackId
+    note: Note = ""
+
+
+class ItemNote(Input):
+    note: Note = Field("", description="The note on this track (empty: none).")
+
+
+class ShortlistOrder(Input):
+    track_ids: list[TrackId] = Field(description="Every track id of the shortlist once, in the new order.")
+
+
+class ShortlistItem(BaseModel):
+    track_id: str
+    note: str
+    missing: bool = Field(description="The track was removed from the catalog (``title`` is what it was called).")
+    title: str
+    track: Optional[Track] = Field(description="The catalog track; null when missing.")
+
+
+class SharedShortlist(BaseModel):
+    share_id: str
+    share_url: str = Field(description="The read-only page anyone with the link can open.")
+    name: str
+    created_at: float
+    updated_at: float
+    items: list[ShortlistItem]
+
+
+class Shortlist(SharedShortlist):
+    shortlist_id: str
+
+
+class ShortlistSummary(BaseModel):
+    shortlist_id: str
+    share_id: str
+    name: str
+    tracks: int
+    updated_at: float
+    url: str
+
+
+class ShortlistList(BaseModel):
+    shortlists: list[ShortlistSummary]

@@ -118,6 +118,11 @@ class Store:
             self._local.conn = conn
         return conn
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection to catalog.sqlite3 (autocommit, WAL), for tables kept beside the catalog's
+        (audiofind/index/shortlists_local.py)."""
+        return self._db()
+
     @contextlib.contextmanager
     def _write_lock(self):
         with open(self.lock_path, "a+") as handle:
