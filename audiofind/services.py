@@ -6,6 +6,7 @@ from functools import cached_property
 
 from redis import Redis
 
+from audiofind import map_store
 from audiofind.catalog import Catalog
 from audiofind.plugins import backend_class, make_plugin_manager
 
@@ -38,8 +39,6 @@ class Services:
     @cached_property
     def map_store(self):
         """Where the catalog map is kept (map_store.py), with the index's catalog; None for an index without one."""
-        from audiofind import map_store
-
         return map_store.for_index(self.index)
 
     @cached_property
