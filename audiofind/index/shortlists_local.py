@@ -4,7 +4,6 @@ Tables: shortlists (one row each) and shortlist_items (one row per track, ``posi
 rewrites a shortlist's items in one transaction, if its ``version`` is still the one that was read.
 """
 
-import contextlib
 import json
 
 from audiofind.index.shortlists import Item, Shortlist, ShortlistStore
@@ -38,18 +37,8 @@ _COLUMNS = "shortlist_id, share_id, owner, name, created_at, updated_at, version
 class LocalShortlists(ShortlistStore):
     def __init__(self, index):
         self._connection = index.connection  # per thread, like the index's own
+        self._transaction = index.transaction
         self._connection().executescript(_SCHEMA)
-
-    @contextlib.contextmanager
-    def _transaction(self):
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _write_items(conn, shortlist):

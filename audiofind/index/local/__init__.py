@@ -35,7 +35,7 @@ class LocalIndex(AnnSearch, Store, Index):
         for key in ("dim", "window_dim"):
             if not isinstance(identity.get(key), int) or identity[key] <= 0:
                 raise ValueError(f"embedder identity needs a positive integer {key!r}: {identity!r}")
-        with self._write_lock(), self._transaction() as conn:
+        with self._write_lock(), self.transaction() as conn:
             current = self._meta("embedder", conn)
             count = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
             if current is not None and json.loads(current) != identity and count:

@@ -191,7 +191,7 @@ class AnnSearch:
         index.save(str(partial))
         os.replace(partial, self.root / name)
         info = {"file": name, "upto": len(vectors), "size": index.size, "serial": serial + 1, "dtype": "i8"}
-        with self._transaction() as c:
+        with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"ann_{kind}", json.dumps(info)))
             self._bump(c)
         if old_path is not None and old_path.name != name:

@@ -133,7 +133,9 @@ class Store:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def _transaction(self):
+    def transaction(self):
+        """This thread's connection inside BEGIN IMMEDIATE … COMMIT (ROLLBACK on any error), also for the tables
+        kept beside the catalog's."""
         conn = self._db()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -148,7 +150,7 @@ class Store:
         conn.executescript(_SCHEMA)
         row = conn.execute("SELECT version FROM schema_version").fetchone()
         if row is None:
-            with self._transaction() as c:
+            with self.transaction() as c:
                 c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 c.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0'), ('epoch', '0'), ('files', '0')")
         elif row[0] > SCHEMA_VERSION:
@@ -223,7 +225,7 @@ class Store:
             for key in JSON_FIELDS:
                 values[key] = json.dumps(values[key])
             params.append([values[c] for c in TRACK_COLUMNS] + [vec_row, win_row, len(windows), windows.tobytes()])
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.executemany(
                 f"INSERT INTO tracks ({', '.join(TRACK_COLUMNS)}, vec_row, win_row, win_count, windows) "
                 f"VALUES ({', '.join('?' * (len(TRACK_COLUMNS) + 4))})",
@@ -232,7 +234,7 @@ class Store:
             self._bump(conn)
 
     def remove(self, track_id: str) -> bool:
-        with self._write_lock(), self._transaction() as conn:
+        with self._write_lock(), self.transaction() as conn:
             removed = conn.execute("DELETE FROM tracks WHERE track_id = ?", (track_id,)).rowcount > 0
             if removed:
                 self._bump(conn, epoch=True)
@@ -289,7 +291,7 @@ class Store:
                 raise KeyError(track_id)
             return
         values = {k: json.dumps(v) if k in JSON_FIELDS else v for k, v in fields.items()}
-        with self._write_lock(), self._transaction() as conn:
+        with self._write_lock(), self.transaction() as conn:
             sql = f"UPDATE tracks SET {', '.join(f'{k} = ?' for k in values)} WHERE track_id = ?"
             if conn.execute(sql, list(values.values()) + [track_id]).rowcount == 0:
                 raise KeyError(track_id)
@@ -359,7 +361,7 @@ class Store:
             reclaimed = {"track_rows": len(old_tracks) - len(rows), "window_rows": len(old_windows) - next_win}
             del old_tracks, old_windows
             # New row numbers and the new files switch in one commit; readers holding the old files keep them open.
-            with self._transaction() as c:
+            with self.transaction() as c:
                 c.executemany("UPDATE tracks SET vec_row = ?, win_row = ? WHERE seq = ?", updates)
                 c.execute("UPDATE meta SET value = ? WHERE key = 'files'", (str(files + 1),))
                 c.execute("DELETE FROM meta WHERE key LIKE 'ann_%'")
