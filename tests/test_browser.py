@@ -2,39 +2,22 @@
 the results, "More like this". The screenshot goes to test-output/ (and the test's tmp_path)."""
 
 import base64
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import audiogen
 from audiofind.app import create_app, get_catalog
+from browsing import launch, needs_chromium, screenshot, serving
 
 SR = 32000
-CHROMIUM = "/usr/bin/chromium"
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def server(tmp_path, audio_dir):
     """A catalog of five pieces, served by `audiofind serve` as a user starts it."""
     data_dir = tmp_path / "instance"
-    env = {**os.environ, "AUDIOFIND_EMBEDDER": "dsp", "AUDIOFIND_SECRET_KEY": "test"}
-    env.pop("AUDIOFIND_REDIS_URL", None)
     catalog = get_catalog(create_app({"DATA_DIR": str(data_dir), "EMBEDDER": "dsp", "SECRET_KEY": "test"}))
     titles = ["Harbour Lights", "Cold Stream", "Amber Road", "Night Market", "Glass Garden"]
     for seed, title in enumerate(titles):
@@ -42,20 +25,8 @@ def server(tmp_path, audio_dir):
         audiogen.write(path, audiogen.music(30, SR, seed=seed, bpm=96 + 8 * seed), SR, "WAV")
         album = "Coastline" if seed % 2 == 0 else "City"
         catalog.ingest(path, metadata={"title": title, "artist": "Test Ensemble", "album": album, "tags": "Synth"})
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir),
-         "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    line = ""
-    while "running at" not in line:
-        line = process.stdout.readline()
-        if not line:
-            pytest.fail("audiofind serve exited: " + process.stdout.read())
-    yield f"http://127.0.0.1:{port}"
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
+    with serving(data_dir) as url:
+        yield url
 
 
 def test_drop_a_file_see_results_then_more_like_this(server, audio_dir, tmp_path):
@@ -66,9 +37,7 @@ def test_drop_a_file_see_results_then_more_like_this(server, audio_dir, tmp_path
     payload = base64.b64encode(reference.read_bytes()).decode()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
         page.goto(server + "/")
         expect(page.get_by_text("Drop an audio file here")).to_be_visible()
@@ -97,9 +66,7 @@ def test_drop_a_file_see_results_then_more_like_this(server, audio_dir, tmp_path
         expect(first.locator("svg.envelope rect.match")).to_have_count(1)
         src = first.locator("audio").get_attribute("src")
         assert "/storage/audio/" in src and "#t=" in src
-        page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
-        OUTPUT.mkdir(exist_ok=True)
-        shutil.copy(tmp_path / "results.png", OUTPUT / "browser-results.png")
+        screenshot(page, tmp_path, "results")
 
         # The toast hides itself after a few seconds.
         expect(page.locator(".toast")).to_have_count(0, timeout=15_000)
@@ -110,8 +77,7 @@ def test_drop_a_file_see_results_then_more_like_this(server, audio_dir, tmp_path
         expect(page.locator("#results h2")).to_have_text(f"More like {second_title}")
         expect(results).to_have_count(4)
         expect(page.locator("#results h3 a", has_text=second_title)).to_have_count(0)
-        page.screenshot(path=str(tmp_path / "more-like-this.png"), full_page=True)
-        shutil.copy(tmp_path / "more-like-this.png", OUTPUT / "browser-more-like-this.png")
+        screenshot(page, tmp_path, "more-like-this")
 
         # A file that is not audio: an error pop-up, and the page is usable again.
         page.set_input_files("[data-search-file]", files=[{"name": "notes.txt", "mimeType": "text/plain",

@@ -4,26 +4,20 @@ tracks; the map computed from the page (the admin's button, the map job), zoomed
 A screenshot at each step goes to test-output/ (and the test's tmp_path)."""
 
 import base64
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, OUTPUT, _free_port
 
 import audiogen
 import musicgen
+from browsing import launch, needs_chromium, screenshot, serving
 from audiofind.app import create_app, get_catalog
 
 SR = 22050
 TRACKS = 240
 SECONDS = 3.0  # short clips: the catalog builds in well under a minute with the dsp embedder
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = needs_chromium
 
 
 def piece(i):
@@ -39,8 +33,6 @@ def piece(i):
 @pytest.fixture
 def server(tmp_path, audio_dir):
     data_dir = tmp_path / "instance"
-    env = {**os.environ, "AUDIOFIND_EMBEDDER": "dsp", "AUDIOFIND_SECRET_KEY": "test"}
-    env.pop("AUDIOFIND_REDIS_URL", None)
     catalog = get_catalog(create_app({"DATA_DIR": str(data_dir), "EMBEDDER": "dsp", "SECRET_KEY": "test",
                                       "ENTRY_POINT_PLUGINS": False}))
     for i in range(TRACKS):
@@ -48,35 +40,19 @@ def server(tmp_path, audio_dir):
         audiogen.write(path, piece(i), SR, "WAV")
         catalog.ingest(path, metadata={"title": f"Track {i:03d}", "album": f"Album {i % 7}", "artist": "Generated"})
         path.unlink()
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir),
-         "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    line = ""
-    while "running at" not in line:
-        line = process.stdout.readline()
-        if not line:
-            pytest.fail("audiofind serve exited: " + process.stdout.read())
-    yield f"http://127.0.0.1:{port}"
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
+    with serving(data_dir) as url:
+        yield url
 
 
 def shot(page, tmp_path, name):
-    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-    OUTPUT.mkdir(exist_ok=True)
-    shutil.copy(tmp_path / f"{name}.png", OUTPUT / f"browser-map-{name}.png")
+    screenshot(page, tmp_path, f"map-{name}")
 
 
 def test_open_the_map_zoom_in_click_a_point_then_filter_a_search_by_key_and_instrumental(server, audio_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1200, "height": 1100})
         page.goto(server + "/")
         page.get_by_role("link", name="Map").click()

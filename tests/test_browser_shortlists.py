@@ -5,70 +5,46 @@ of each step goes to test-output/ (and the test's tmp_path)."""
 
 import base64
 import csv
-import os
-import shutil
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import audiogen
 from audiofind.app import create_app, get_catalog
-from test_browser import CHROMIUM, OUTPUT, _free_port
+from browsing import launch, needs_chromium, screenshot, serving
 
 SR = 32000
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TITLES = ["Harbour Lights", "Cold Stream", "Amber Road", "Night Market", "Glass Garden", "Paper Moon",
           "Iron Bridge", "Salt Flats", "Quiet Hours", "Red Canyon", "Low Tide", "Blue Hour"]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def server(tmp_path, audio_dir):
     """A catalog of twelve pieces, served by `audiofind serve` as a user starts it."""
     data_dir = tmp_path / "instance"
-    env = {**os.environ, "AUDIOFIND_EMBEDDER": "dsp", "AUDIOFIND_SECRET_KEY": "test"}
-    env.pop("AUDIOFIND_REDIS_URL", None)
     catalog = get_catalog(create_app({"DATA_DIR": str(data_dir), "EMBEDDER": "dsp", "SECRET_KEY": "test"}))
     for seed, title in enumerate(TITLES):
         path = audio_dir / f"{title.lower().replace(' ', '_')}.wav"
         audiogen.write(path, audiogen.music(20, SR, seed=seed, bpm=90 + 6 * seed), SR, "WAV")
         catalog.ingest(path, metadata={"title": title, "artist": "Test Ensemble", "album": "Coastline" if seed % 2 else
                                        "City", "tags": "Synth"})
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from audiofind.cli import main; main()", "--data-dir", str(data_dir),
-         "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    line = ""
-    while "running at" not in line:
-        line = process.stdout.readline()
-        if not line:
-            pytest.fail("audiofind serve exited: " + process.stdout.read())
-    yield f"http://127.0.0.1:{port}"
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
+    with serving(data_dir) as url:
+        yield url
 
 
 def test_refine_collect_share_play_and_export(server, audio_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    OUTPUT.mkdir(exist_ok=True)
-
     def shot(page, name):
-        page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-        shutil.copy(tmp_path / f"{name}.png", OUTPUT / f"browser-shortlists-{name}.png")
+        screenshot(page, tmp_path, f"shortlists-{name}")
 
     reference = audio_dir / "my_reference.wav"
     audiogen.write(reference, audiogen.music(20, SR, seed=2, bpm=102), SR, "WAV")  # sounds like "Amber Road"
     payload = base64.b64encode(reference.read_bytes()).decode()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         page.goto(server + "/")
 
