@@ -65,12 +65,13 @@ def refine_query(index, vector, window_vectors, like=(), unlike=(), weights=DEFA
     return _unit(vector), _unit(window_vectors) if len(window_vectors) else window_vectors
 
 
-def unliked_neighbours(index, unlike, *, keep=(), count=DEFAULT_WEIGHTS.neighbours) -> list:
-    """The ``unlike`` track ids and, for each, its ``count`` nearest catalog tracks by track vector, except the
-    ids in ``keep`` (the reference and the liked tracks): what a refined search leaves out."""
+def unliked_neighbours(index, nearest, unlike, *, keep=(), count=DEFAULT_WEIGHTS.neighbours) -> list:
+    """The ``unlike`` track ids and, for each, its ``count`` nearest catalog tracks by track vector (``nearest(
+    vector, count, filters)``: the catalog's track ranking), except the ids in ``keep`` (the reference and the
+    liked tracks): what a refined search leaves out."""
     keep = set(keep)
     dropped = list(dict.fromkeys(unlike))
     for track_id in unlike if count > 0 else ():
         others = Filters(exclude_track_ids=[track_id, *keep])
-        dropped.extend(hit.track_id for hit in index.search(index.track_vector(track_id), count, others))
+        dropped.extend(hit.track_id for hit in nearest(index.track_vector(track_id), count, others))
     return [track_id for track_id in dict.fromkeys(dropped) if track_id not in keep]

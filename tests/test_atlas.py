@@ -8,6 +8,7 @@ fields declared "filter" in the index). The real-server contract suite is tests/
 
 import copy
 import json
+import random
 import re
 import socket
 
@@ -254,6 +255,10 @@ class FakeCollection:
     def aggregate(self, pipeline):
         self._check()
         self.pipelines.append(copy.deepcopy(pipeline))
+        if "$sample" in pipeline[0]:
+            docs = list(self.docs.values())
+            chosen = random.Random(0).sample(docs, min(pipeline[0]["$sample"]["size"], len(docs)))
+            return iter(project(doc, pipeline[1]["$project"]) for doc in chosen)
         stage = pipeline[0]["$vectorSearch"]
         info = self.search_indexes.get(stage["index"])
         if info is None or not info["queryable"]:
@@ -585,6 +590,19 @@ def test_documents_written_and_read_back(index, db):
         index.track_vector("nope")
     with pytest.raises(KeyError):
         index.segments("nope")
+
+
+def test_vectors_by_id_and_a_sample_come_in_one_read_each(index, db):
+    tracks, vectors, _ = add_tracks(index, np.random.default_rng(6), n=5)
+    reads = len(db["tracks"].pipelines)
+    assert np.allclose(index.track_vectors(["t003", "t000"]), vectors[[3, 0]])
+    with pytest.raises(KeyError):
+        index.track_vectors(["t003", "nope"])
+    sample = index.vector_sample(3)
+    assert sample.shape == (3, IDENTITY["dim"]) and db["tracks"].pipelines[reads:] == [
+        [{"$sample": {"size": 3}}, {"$project": {"vector": 1}}]]
+    assert all(any(np.allclose(row, v) for v in vectors) for row in sample)
+    assert len(index.vector_sample(50)) == 5
 
 
 def test_update_reaches_the_segments_used_for_filtering(index, db):

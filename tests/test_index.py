@@ -143,6 +143,23 @@ def test_add_get_list_count_remove(index):
     assert a.track_id not in [h.track_id for h in index.search(unit(rng, DIM), 10, Filters())]
 
 
+def test_track_vectors_and_a_random_sample_of_them(index):
+    rng = np.random.default_rng(2)
+    vectors = {make_track(i).track_id: add(index, make_track(i), rng)[0] for i in range(6)}
+    ids = ["t0004", "t0001", "t0005"]
+    assert np.allclose(index.track_vectors(ids), [vectors[i] for i in ids], atol=1e-6)
+    assert index.track_vectors([]).shape[0] == 0
+    with pytest.raises(KeyError):
+        index.track_vectors(["t0001", "nope"])
+
+    every = index.vector_sample(100)  # a catalog smaller than the sample: all of it
+    assert sorted(map(tuple, np.round(every, 5))) == sorted(map(tuple, np.round(list(vectors.values()), 5)))
+    some = index.vector_sample(3)
+    assert some.shape == (3, DIM)
+    assert all(any(np.allclose(row, v, atol=1e-6) for v in vectors.values()) for row in some)
+    assert len({tuple(np.round(row, 5)) for row in some}) == 3  # drawn without replacement
+
+
 def test_pages_by_cursor_walk_the_whole_catalog_newest_first(index):
     rng = np.random.default_rng(4)
     tracks = [make_track(i, title="Night" if i % 2 else "Day") for i in range(7)]

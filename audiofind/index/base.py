@@ -132,6 +132,21 @@ class Index:
         vectors = np.stack([self.track_vector(i) for i in ids]) if ids else np.zeros((0, dim), np.float32)
         return ids, vectors
 
+    def track_vectors(self, track_ids: list) -> np.ndarray:
+        """The track vectors of these ids, in their order (KeyError for one not in the catalog). This default
+        reads them one by one; backends override it with one read."""
+        dim = (self.embedder_identity() or {}).get("dim", 0)
+        return np.stack([self.track_vector(i) for i in track_ids]) if track_ids else np.zeros((0, dim), np.float32)
+
+    def vector_sample(self, size: int) -> np.ndarray:
+        """Up to ``size`` track vectors drawn at random from the whole catalog (every one when it holds no
+        more), for modelling how tracks relate to the catalog (audiofind/proximity.py). This default reads
+        every vector; backends override it with a sampling read."""
+        _, vectors = self.all_vectors()
+        if len(vectors) <= size:
+            return vectors
+        return vectors[np.random.default_rng().choice(len(vectors), size, replace=False)]
+
     def segments(self, track_id: str) -> tuple:
         """(windows (n, 2), window_vectors (n, window_dim)) of one track."""
         raise NotImplementedError

@@ -275,7 +275,10 @@ class Track(BaseModel):
 
 class Result(Track):
     rank: int
-    score: Optional[float] = Field(description="Similarity (cosine), higher is closer.")
+    score: Optional[float] = Field(description=(
+        "Higher is closer. Ranked by whole tracks: their mutual proximity, 0-1 (how much closer the two are than "
+        "each is to the catalog's tracks in general). Ranked by segments: the mean over the reference's windows "
+        "of their best similarity (cosine) in this track."))
     match_start: Optional[float] = Field(description="Where the best-matching passage starts, seconds.")
     match_end: Optional[float] = None
     versions: int = Field(1, description="Versions of this recording that matched and were collapsed into it.")

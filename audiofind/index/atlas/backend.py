@@ -385,6 +385,21 @@ class AtlasIndex(Index):
         vectors = np.stack([from_bson_vector(d["vector"]) for d in docs]) if docs else np.zeros((0, dim), np.float32)
         return [d["_id"] for d in docs], vectors
 
+    def track_vectors(self, track_ids):
+        with self._guard():
+            docs = {d["_id"]: d for d in self.db["tracks"].find({"_id": {"$in": list(track_ids)}}, {"vector": 1})}
+        missing = [i for i in track_ids if i not in docs]
+        if missing:
+            raise KeyError(missing[0])
+        return super().track_vectors([]) if not track_ids else np.stack(
+            [from_bson_vector(docs[i]["vector"]) for i in track_ids])
+
+    def vector_sample(self, size):
+        with self._guard():
+            docs = list(self.db["tracks"].aggregate([{"$sample": {"size": int(size)}}, {"$project": {"vector": 1}}]))
+        dim = (self.embedder_identity() or {}).get("dim", 0)
+        return np.stack([from_bson_vector(d["vector"]) for d in docs]) if docs else np.zeros((0, dim), np.float32)
+
     def segments(self, track_id):
         with self._guard():
             fields = {"start": 1, "end": 1, "vector": 1}

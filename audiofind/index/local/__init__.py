@@ -163,6 +163,20 @@ class LocalIndex(AnnSearch, Store, Index):
             return [], np.zeros((0, (self.embedder_identity() or {}).get("dim", 0)), np.float32)
         return list(snap.track_ids), np.array(snap.maps[0][snap.vec_row], dtype=np.float32)
 
+    def track_vectors(self, track_ids: list) -> np.ndarray:
+        snap = self._refresh()
+        if not track_ids:
+            return np.zeros((0, (self.embedder_identity() or {}).get("dim", 0)), np.float32)
+        rows = snap.vec_row[[snap.position[track_id] for track_id in track_ids]]
+        return np.array(snap.maps[0][rows], dtype=np.float32)
+
+    def vector_sample(self, size: int) -> np.ndarray:
+        snap = self._refresh()
+        rows = snap.vec_row
+        if len(rows) > size:
+            rows = np.sort(np.random.default_rng().choice(rows, size, replace=False))
+        return np.array(snap.maps[0][rows], dtype=np.float32) if len(rows) else np.zeros((0, 0), np.float32)
+
     # -- search
     def _query(self, vector, dim, what):
         q = np.asarray(vector, dtype=np.float32)
