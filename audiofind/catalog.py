@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from audiofind import audio, musicfacts, refine, versions
+from audiofind import audio, calibration, musicfacts, refine, versions
 from audiofind.proximity import Proximity
 from audiofind.config import data_dir
 from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Track
@@ -30,6 +30,9 @@ AUTO_SEGMENT_SECONDS = 60.0
 # Track mode re-ranks at least this many nearest tracks by mutual proximity (album precision@5 of "more like
 # this" with dsp: 0.72 re-ranking 10, 0.714 re-ranking 25 or 50, on the soundtracks of bench/bench_quality.py).
 PROXIMITY_CANDIDATES = 50
+# Segment search with a nuisance direction (audiofind/calibration.py) scores at least this many candidates again
+# with it out of their windows too (the true source of an aisfx excerpt was among the first 10 for 0.994, 20: 1.0).
+RESCORED_CANDIDATES = 20
 # Catalog tracks examined for being a version of a new track (the best by segment search).
 VERSION_CANDIDATES = 10
 
@@ -49,6 +52,7 @@ class Catalog:
         self.storage = storage
         self._embedder = embedder  # a callable: the model loads on first use, once per process
         self.proximity = Proximity(index)
+        self.calibration_store = calibration.for_index(index)
 
     @property
     def embedder(self):
@@ -313,8 +317,14 @@ class Catalog:
             filters = replace(filters, exclude_track_ids=[*filters.exclude_track_ids, *dropped])
         thinned = bool(per_album or per_artist or collapse_versions)
         fetch = limit * OVERFETCH if thinned else limit
+        directions = self.nuisance_directions()
         if mode == "segment":
-            hits = self.index.search_segments(query_windows, fetch, filters)
+            query_windows = calibration.without(query_windows, directions)
+            if directions is None:
+                hits = self.index.search_segments(query_windows, fetch, filters)
+            else:
+                hits = self.index.search_segments(query_windows, max(fetch, RESCORED_CANDIDATES), filters)
+                hits = self._rescored(hits, query_windows, directions)
         else:
             hits = self._nearest(query_vector, fetch, filters)
         tracks = self.index.get_many([hit.track_id for hit in hits], envelope=False)  # to thin the list
@@ -326,7 +336,7 @@ class Catalog:
             hits = _cap(hits, per_album, lambda hit: tracks[hit.track_id].album)
         if per_artist:
             hits = _cap(hits, per_artist, lambda hit: tracks[hit.track_id].artist)
-        hits = [self._locate(hit, window_vectors, windows) for hit in hits[:limit]]
+        hits = [self._locate(hit, window_vectors, windows, directions) for hit in hits[:limit]]
         shown = self.index.get_many([hit.track_id for hit in hits])
         hits = [hit for hit in hits if hit.track_id in shown]
         results = []
@@ -342,8 +352,32 @@ class Catalog:
         hits = self.index.search(vector, max(limit, PROXIMITY_CANDIDATES), filters)
         return self.proximity.rerank(vector, hits)[:limit]
 
-    def _locate(self, hit: Hit, window_vectors, windows) -> Hit:
-        """Where in the result track the query matches.
+    def nuisance_directions(self):
+        """The catalog's nuisance direction(s) (audiofind/calibration.py), or None when it was not calibrated
+        for the embedder that built it."""
+        stored = self.calibration_store.load() if self.calibration_store else None
+        if stored is None or stored.embedder != self.index.embedder_identity():
+            return None
+        return stored.directions
+
+    def _rescored(self, hits: list, query_windows, directions) -> list:
+        """Segment hits scored again with the nuisance directions out of their windows too, best first."""
+        rescored = []
+        for hit in hits:
+            try:
+                their_windows, theirs = self.index.segments(hit.track_id)
+            except KeyError:  # removed since the search
+                continue
+            if len(theirs) == 0:
+                continue
+            sims = query_windows @ calibration.without(theirs, directions).T
+            best = int(np.argmax(sims.max(axis=0)))
+            start, end = float(their_windows[best, 0]), float(their_windows[best, 1])
+            rescored.append(replace(hit, score=float(sims.max(axis=1).mean()), match_start=start, match_end=end))
+        return sorted(rescored, key=lambda hit: -hit.score)
+
+    def _locate(self, hit: Hit, window_vectors, windows, directions=None) -> Hit:
+        """Where in the result track the query matches (with the nuisance directions out of both, if any).
 
         When the query has more than one window and is no longer than the track, the match is the query's span
         at the offset where its windows, in order, match the track's best (versions.align). Otherwise it is
@@ -351,6 +385,7 @@ class Catalog:
         their_windows, theirs = self.index.segments(hit.track_id)
         if len(theirs) == 0 or len(window_vectors) == 0:
             return hit
+        window_vectors, theirs = calibration.without(window_vectors, directions), calibration.without(theirs, directions)
         if 1 < len(windows) <= len(their_windows):
             alignment = versions.align(windows, window_vectors, their_windows, theirs)
             start = max(0.0, alignment.offset + float(windows[0, 0]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from audiofind import logs
+from audiofind import calibration, logs
 from audiofind.audio import AudioError
 from audiofind.catalog import DEFAULT_MODE, SEARCH_MODES
 from audiofind.config import ConfigError, load_config
@@ -136,6 +136,8 @@ def ingest(obj, paths):
                 added += 1
                 versions += outcome.version_of is not None
     click.echo(f"added {added}, skipped {len(duplicates)}, failed {len(failed)}")
+    if added:
+        _calibrate_when_needed(catalog)
     if versions:
         click.echo(f"{versions} of the added tracks are versions of catalog tracks (grouped)")
     for line in duplicates:
@@ -295,6 +297,31 @@ def import_metadata(obj, csv_file):
 
 @cli.command()
 @click.pass_obj
+def calibrate(obj):
+    """Learn how noise and low-bitrate codecs move this catalog's sound, so noisy excerpts are still found
+    (ingest and reindex do it once the catalog holds 10 tracks; run it again after much new music)."""
+    catalog = obj.catalog
+    try:
+        catalog.check()
+        learned = calibration.calibrate(catalog)
+    except USER_ERRORS as error:
+        fail(error)
+    click.echo(f"calibrated excerpt search on {learned.tracks} tracks in {learned.seconds:.1f} s")
+
+
+def _calibrate_when_needed(catalog):
+    if not calibration.needs_calibration(catalog):
+        return
+    try:
+        learned = calibration.calibrate(catalog)
+    except USER_ERRORS as error:
+        click.echo(f"could not calibrate excerpt search: {error} (run `audiofind calibrate` again)", err=True)
+        return
+    click.echo(f"calibrated excerpt search on {learned.tracks} tracks in {learned.seconds:.1f} s")
+
+
+@cli.command()
+@click.pass_obj
 def reindex(obj):
     """Re-embed every track with the configured embedder (after changing AUDIOFIND_EMBEDDER). Resumable."""
     catalog = obj.catalog
@@ -305,6 +332,7 @@ def reindex(obj):
     except USER_ERRORS as error:
         fail(error)
     click.echo(f"re-indexed {catalog.count()} tracks with {catalog.embedder.name!r}; failed {len(failed)}")
+    _calibrate_when_needed(catalog)
     for line in failed:
         click.echo(f"  failed  {line}", err=True)
     if failed:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import MUSIC_SETS, cpu_model, soundtracks  # noqa: E402
 
-from audiofind import audio, versions  # noqa: E402
+from audiofind import audio, calibration, versions  # noqa: E402
 from audiofind.app import create_app, get_catalog  # noqa: E402
 from audiofind.catalog import DEFAULT_MODE  # noqa: E402
 
@@ -111,6 +111,8 @@ def main():
                 album_of[ids[path]] = album
         ingest_seconds = time.perf_counter() - started
         tracks = list(ids)
+        if calibration.needs_calibration(catalog):  # what `audiofind ingest` and the ingest job do next
+            figures["calibration_seconds"] = round(calibration.calibrate(catalog, np.random.default_rng(args.seed + 1)).seconds, 1)
 
         if "versions" in cases:
             # Versions.

@@ -84,33 +84,49 @@ def enqueue_metadata_import(services, key, filename):
 
 
 MAP_JOB_KEY = "audiofind:map-job"  # the id of the latest map job
+CALIBRATION_JOB_KEY = "audiofind:calibration-job"  # the id of the latest calibration job
 
 
-def enqueue_map(services):
-    """The map job ("recompute the map"); while one is queued or running, that one rather than a second."""
-    running = latest_map_job(services)
+def _enqueue_once(services, key, func, kind, timeout):
+    """A catalog-wide job; while one of its kind is queued or running, that one rather than a second."""
+    running = _latest(services, key, kind)
     if running and running["status"] in ("queued", "started"):
         return running["id"]
     job_id = str(uuid.uuid4())
     try:
         get_queue(services, INGEST_QUEUE).enqueue_call(
-            "audiofind.jobs.catalog_map.run_map_layout", job_id=job_id,
-            timeout=int(services.config.get("MAP_JOB_TIMEOUT", 4 * 3600)), result_ttl=INGEST_RESULT_TTL,
-            failure_ttl=FAILURE_TTL, meta={"stage": "queued", "request_id": logs.request_id.get(), "kind": "map"},
+            func, job_id=job_id, timeout=timeout, result_ttl=INGEST_RESULT_TTL, failure_ttl=FAILURE_TTL,
+            meta={"stage": "queued", "request_id": logs.request_id.get(), "kind": kind},
         )
-        services.redis.set(MAP_JOB_KEY, job_id)
+        services.redis.set(key, job_id)
     except redis.RedisError as error:
         raise queue_unavailable(error) from error
     return job_id
 
 
-def latest_map_job(services):
-    """job_status of the latest map job, or None."""
+def _latest(services, key, kind):
     try:
-        job_id = services.redis.get(MAP_JOB_KEY)
+        job_id = services.redis.get(key)
     except redis.RedisError as error:
         raise queue_unavailable(error) from error
-    return job_status(services, job_id.decode(), kind="map") if job_id else None
+    return job_status(services, job_id.decode(), kind=kind) if job_id else None
+
+
+def enqueue_map(services):
+    """The map job ("recompute the map")."""
+    return _enqueue_once(services, MAP_JOB_KEY, "audiofind.jobs.catalog_map.run_map_layout", "map",
+                         int(services.config.get("MAP_JOB_TIMEOUT", 4 * 3600)))
+
+
+def latest_map_job(services):
+    """job_status of the latest map job, or None."""
+    return _latest(services, MAP_JOB_KEY, "map")
+
+
+def enqueue_calibration(services):
+    """The calibration job (audiofind/calibration.py), which ingest enqueues when the catalog needs one."""
+    return _enqueue_once(services, CALIBRATION_JOB_KEY, "audiofind.jobs.ingest.run_calibration", "calibration",
+                         3600)
 
 
 def job_status(services, job_id, kind=None):
