@@ -2,16 +2,17 @@
 
 A clip a user drops is often worse than the catalog's copy: hiss or room noise, a low-bitrate codec. A network
 moves every window of such a clip by about the same vector, whatever the music (a trained network more than the
-difference between two pieces: the aisfx CNN finds 0.76 of 20 s excerpts with white noise at 30 dB SNR and a 64
+difference between two pieces: the aisfx CNN finds 0.74 of 20 s excerpts with white noise at 30 dB SNR and a 64
 kbps codec, and all of them clean or through the codec alone). So the catalog learns that vector once, from its
 own audio: excerpts of up to CALIBRATION_TRACKS catalog tracks are degraded in each way of DEGRADATIONS
 (generated noise, soundfile's MP3 encoder), embedded, and the aligned windows' shifts from the clean excerpt's
 are summarised by their principal direction(s), DIRECTIONS of them. Segment search then compares windows with
 that direction taken out of both sides (nuisance attribute projection), so the degradation no longer counts.
 
-Learned on other music (HyperRogue, Singularity) with these degradations, which do not include the quality
-bench's (white noise at 30 dB and 64 kbps, bench/bench_quality.py), it raised that bench's excerpt recall@1
-with aisfx from 0.76 to 0.98 (BENCHMARKS.md "Search quality"). The result is kept with the catalog and the
+Learned from the catalog's own tracks with these degradations, which do not include the quality bench's
+(white noise at 30 dB and 64 kbps, bench/bench_quality.py), it raised that bench's excerpt recall@1 with aisfx
+from 0.741 to 0.994 and the match placed within 5 s from 0.68 to 0.89 (dsp: 0.994 to 1.000; BENCHMARKS.md
+"Excerpts on a trained network"). The result is kept with the catalog and the
 embedder identity it was learned for: a catalog embedded by another embedder ignores it until it is learned
 again (``audiofind calibrate``; ingest does it once the catalog holds MIN_TRACKS tracks, and reindex after).
 """

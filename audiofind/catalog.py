@@ -12,9 +12,9 @@ from typing import Optional
 import numpy as np
 
 from audiofind import audio, calibration, musicfacts, refine, versions
-from audiofind.proximity import Proximity
 from audiofind.config import data_dir
 from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Track
+from audiofind.proximity import Proximity
 from audiofind.storage.base import StorageError, content_type_for
 
 # How many more candidates to fetch than asked when results are thinned (diversity, versions).
@@ -27,8 +27,8 @@ DEFAULT_MODE = "auto"
 # minutes (recall@1 of 20 s excerpts: 0.73 by track vector, 0.99 by segments with dsp; 0.40 and 0.73 with the
 # aisfx CNN), while for whole tracks the two rank alike (album precision@5 within 0.02). 60 s: twelve windows.
 AUTO_SEGMENT_SECONDS = 60.0
-# Track mode re-ranks at least this many nearest tracks by mutual proximity (album precision@5 of "more like
-# this" with dsp: 0.72 re-ranking 10, 0.714 re-ranking 25 or 50, on the soundtracks of bench/bench_quality.py).
+# Track mode re-ranks at least this many nearest tracks by mutual proximity (re-ranking 10, 25, 50 or all gave
+# "more like this" album precision@5 within 0.002 of each other with dsp on bench/bench_quality.py's music).
 PROXIMITY_CANDIDATES = 50
 # Segment search with a nuisance direction (audiofind/calibration.py) scores at least this many candidates again
 # with it out of their windows too (the true source of an aisfx excerpt was among the first 10 for 0.994, 20: 1.0).

@@ -15,7 +15,9 @@ tests/trained_embedder.py. Reports:
   that ``Catalog.find_version`` groups with their original; distinct tracks grouped together, over every
   pair of catalog tracks and every pair of a version with another catalog track;
 - excerpts: 20 s at random offsets, white noise at 30 dB SNR, 64 kbps MP3 (ffmpeg): recall@1 in the default
-  mode and in each fixed mode, and how often the default mode places the match within 5 s of the true offset;
+  mode and in each fixed mode, and how often the default mode places the match within 5 s of the true offset
+  (after the catalog calibrated itself, as ingest does: audiofind/calibration.py, whose degradations are
+  other noises and bitrates than these);
 - "more like this" (``Catalog.similar``, default options): album precision@5.
 """
 

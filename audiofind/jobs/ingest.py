@@ -2,8 +2,6 @@
 
 import logging
 
-import redis
-
 from audiofind import calibration
 from audiofind.jobs import queue
 from audiofind.jobs._common import job_services, current_job, set_stage, upload_copy, user_errors
@@ -38,7 +36,7 @@ def _calibrate_when_needed(services):
     try:
         if calibration.needs_calibration(services.catalog):
             queue.enqueue_calibration(services)
-    except (queue.QueueUnavailable, redis.RedisError, OSError):
+    except Exception:
         logger.exception("could not enqueue the calibration job")
 
 
