@@ -11,8 +11,8 @@ The catalog of bench/bench_quality.py: three game soundtracks from Debian packag
   are the user's own picks; counting them would flatter the refined list). Starts with fewer than two results
   of their album in the top 10 are skipped (counted). For several weights of the liked tracks' mean.
 - less like that: the start's first result is marked "less like this"; whether it, and its 3 nearest catalog
-  tracks (by track vector, the start excluded) that were in the unrefined top 10, are still in the refined top
-  10; with the vector shift alone (Rocchio, two weights) and with the neighbours left out (the default).
+  tracks (its own "more like this" by whole tracks, the start excluded) that were in the unrefined top 10, are
+  still in the refined top 10; with the vector shift alone (Rocchio, two weights) and with the neighbours left out (the default).
 """
 
 import argparse
@@ -64,7 +64,6 @@ def main():
                 album_of[catalog.ingest(path, metadata={"album": album}).track.track_id] = album
         figures["tracks"] = len(album_of)
         figures["ingest_seconds"] = round(time.perf_counter() - started, 1)
-        index = catalog.index
 
         for mode in ("auto", "segment"):
             # More like these two.
@@ -102,8 +101,8 @@ def main():
                 base = [r["track_id"] for r in catalog.similar(start, limit=TOP, mode=mode)]
                 base_p.append(precision(catalog.similar(start, limit=TOP, mode=mode), album))
                 unliked = base[0]
-                nearest = [h.track_id for h in index.search(index.track_vector(unliked), 3,
-                                                             Filters(exclude_track_ids=[unliked, start]))]
+                nearest = [r["track_id"] for r in catalog.similar(unliked, limit=3, mode="track",
+                                                                   filters=Filters(exclude_track_ids=[start]))]
                 shown = [t for t in nearest if t in base]
                 neighbours_before += len(shown)
                 for name, weights in UNLIKE_VARIANTS.items():
