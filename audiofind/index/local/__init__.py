@@ -173,9 +173,11 @@ class LocalIndex(AnnSearch, Store, Index):
     def vector_sample(self, size: int) -> np.ndarray:
         snap = self._refresh()
         rows = snap.vec_row
+        if len(rows) == 0:
+            return np.zeros((0, (self.embedder_identity() or {}).get("dim", 0)), np.float32)
         if len(rows) > size:
             rows = np.sort(np.random.default_rng().choice(rows, size, replace=False))
-        return np.array(snap.maps[0][rows], dtype=np.float32) if len(rows) else np.zeros((0, 0), np.float32)
+        return np.array(snap.maps[0][rows], dtype=np.float32)
 
     # -- search
     def _query(self, vector, dim, what):
