@@ -130,3 +130,21 @@ def test_the_ingest_job_enqueues_one_calibration(app, audio_dir, monkeypatch):
     info = job_status(services(app), job_id, kind="calibration")
     assert info["status"] == "finished" and info["result"]["tracks"] == 3, info
     assert get_catalog(app).nuisance_directions() is not None
+
+
+@pytest.mark.usefixtures("empty_queue")
+def test_admin_shows_the_calibration_and_runs_it_again(app, client, audio_dir, monkeypatch):
+    from test_web import text
+
+    monkeypatch.setattr(calibration, "CLIPS_PER_TRACK", 1)
+    assert "Not calibrated yet" in text(client.get("/admin/calibration"))
+    assert "/admin/calibration" in text(client.get("/admin/"))
+    for seed in range(2):
+        get_catalog(app).ingest(piece(audio_dir, f"p{seed}.wav", seconds=25, seed=seed))
+    started = client.post("/admin/calibration")
+    assert started.status_code == 202 and "Calibrating" in text(started)
+    run_worker(services(app), burst=True)
+    assert "Calibrated on 2 tracks" in text(client.get("/admin/calibration"))
+    app.config["ADMIN_TOKEN"] = "secret"  # from now on only a logged-in admin
+    refused = client.post("/admin/calibration")
+    assert refused.status_code == 302 and "/admin/login" in refused.headers["Location"]

@@ -89,7 +89,7 @@ CALIBRATION_JOB_KEY = "audiofind:calibration-job"  # the id of the latest calibr
 
 def _enqueue_once(services, key, func, kind, timeout):
     """A catalog-wide job; while one of its kind is queued or running, that one rather than a second."""
-    running = _latest(services, key, kind)
+    running = latest_job(services, key, kind)
     if running and running["status"] in ("queued", "started"):
         return running["id"]
     job_id = str(uuid.uuid4())
@@ -104,7 +104,8 @@ def _enqueue_once(services, key, func, kind, timeout):
     return job_id
 
 
-def _latest(services, key, kind):
+def latest_job(services, key, kind):
+    """job_status of the latest catalog-wide job of this kind (``key``: where its id is kept), or None."""
     try:
         job_id = services.redis.get(key)
     except redis.RedisError as error:
@@ -120,7 +121,7 @@ def enqueue_map(services):
 
 def latest_map_job(services):
     """job_status of the latest map job, or None."""
-    return _latest(services, MAP_JOB_KEY, "map")
+    return latest_job(services, MAP_JOB_KEY, "map")
 
 
 def enqueue_calibration(services):

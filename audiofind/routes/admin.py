@@ -5,8 +5,10 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from audiofind import uploads
-from audiofind.jobs.queue import enqueue_ingest, enqueue_metadata_import, job_status
+from audiofind import calibration, uploads
+from audiofind.jobs.queue import (
+    CALIBRATION_JOB_KEY, enqueue_calibration, enqueue_ingest, enqueue_metadata_import, job_status, latest_job,
+)
 from audiofind.routes import hx
 from audiofind.routes.auth import admin_access, admin_login, admin_logout, cross_site
 from audiofind.routes.context import get_catalog, services
@@ -141,6 +143,29 @@ def import_status(job_id):
     if info is None:
         return toast("That import is no longer known.", "error", 404)
     return render_template("admin/_import_result.html", job=info)
+
+
+@bp.get("/calibration")
+def calibration_status():
+    return _calibration_panel()
+
+
+@bp.post("/calibration")
+def recalibrate():
+    """Learn the catalog's nuisance direction again (audiofind/calibration.py), as a job."""
+    if calibration.for_index(services().index) is None:
+        abort(400, f"the {services().index.name!r} index keeps no calibration")
+    enqueue_calibration(services())
+    return _calibration_panel(202)
+
+
+def _calibration_panel(status=200):
+    catalog = get_catalog()
+    stored = catalog.calibration_store.load() if catalog.calibration_store else None
+    job = latest_job(services(), CALIBRATION_JOB_KEY, "calibration")
+    current = stored is not None and catalog.nuisance_directions() is not None
+    return render_template("admin/_calibration.html", stored=stored, current=current, job=job,
+                           min_tracks=calibration.MIN_TRACKS), status
 
 
 # -- the RQ dashboard, mounted under /admin/rq behind the same check
