@@ -380,16 +380,16 @@ class Catalog:
         """Where in the result track the query matches (with the nuisance directions out of both, if any).
 
         When the query has more than one window and is no longer than the track, the match is the query's span
-        at the offset where its windows, in order, match the track's best (versions.align). Otherwise it is
+        at the offset where its windows, in order, match the track's best (versions.placement). Otherwise it is
         the track's window most like any part of the query."""
         their_windows, theirs = self.index.segments(hit.track_id)
         if len(theirs) == 0 or len(window_vectors) == 0:
             return hit
         window_vectors, theirs = calibration.without(window_vectors, directions), calibration.without(theirs, directions)
-        if 1 < len(windows) <= len(their_windows):
-            alignment = versions.align(windows, window_vectors, their_windows, theirs)
-            start = max(0.0, alignment.offset + float(windows[0, 0]))
-            end = min(float(their_windows[-1, 1]), alignment.offset + float(windows[-1, 1]))
+        start = versions.placement(windows, window_vectors, their_windows, theirs) if (
+            1 < len(windows) <= len(their_windows)) else None
+        if start is not None:
+            end = min(float(their_windows[-1, 1]), start + float(windows[-1, 1] - windows[0, 0]))
         else:
             i, j = np.unravel_index(int(np.argmax(window_vectors @ theirs.T)), (len(window_vectors), len(theirs)))
             start, end = float(their_windows[j, 0]), float(their_windows[j, 1])
