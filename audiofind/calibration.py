@@ -11,7 +11,8 @@ that direction taken out of both sides (nuisance attribute projection), so the d
 
 Learned from the catalog's own tracks with these degradations, which do not include the quality bench's
 (white noise at 30 dB and 64 kbps, bench/bench_quality.py), it raised that bench's excerpt recall@1 with aisfx
-from 0.741 to 0.994 and the match placed within 5 s from 0.68 to 0.89 (dsp: 0.994 to 1.000; BENCHMARKS.md
+from 0.741 to 0.994 and the match placed within 5 s from 0.68 to 0.89 (0.92 with versions.placement; dsp:
+0.994 to 1.000; BENCHMARKS.md
 "Excerpts on a trained network"). The result is kept with the catalog and the
 embedder identity it was learned for: a catalog embedded by another embedder ignores it until it is learned
 again (``audiofind calibrate``; ingest does it once the catalog holds MIN_TRACKS tracks, and reindex after).
