@@ -1,6 +1,7 @@
 """What the browser tests share: Debian's chromium, `audiofind serve` started as a user starts it over an instance
 folder the test filled, and screenshots kept in test-output/ (and the test's tmp_path)."""
 
+import base64
 import contextlib
 import os
 import shutil
@@ -57,3 +58,18 @@ def screenshot(page, tmp_path, name):
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
     OUTPUT.mkdir(exist_ok=True)
     shutil.copy(tmp_path / f"{name}.png", OUTPUT / f"browser-{name}.png")
+
+
+def drop_file(page, path, mime):
+    """Drop the file at ``path`` on the page's drop zone, as a user dragging it from their desktop would."""
+    transfer = page.evaluate_handle(
+        """([data, name, mime]) => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, {type: mime}));
+            return dt;
+        }""",
+        [base64.b64encode(Path(path).read_bytes()).decode(), Path(path).name, mime],
+    )
+    page.dispatch_event("[data-dropzone]", "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})

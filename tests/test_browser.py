@@ -1,14 +1,13 @@
 """End to end in headless Chromium: `audiofind serve` (gunicorn, a worker, embedded Redis), a dropped file,
 the results, "More like this". The screenshot goes to test-output/ (and the test's tmp_path)."""
 
-import base64
 import re
 
 import pytest
 
 import audiogen
 from audiofind.app import create_app, get_catalog
-from browsing import launch, needs_chromium, screenshot, serving
+from browsing import drop_file, launch, needs_chromium, screenshot, serving
 
 SR = 32000
 pytestmark = needs_chromium
@@ -34,7 +33,6 @@ def test_drop_a_file_see_results_then_more_like_this(server, audio_dir, tmp_path
 
     reference = audio_dir / "my_reference.mp3"
     audiogen.write(reference, audiogen.music(20, SR, seed=2, bpm=112), SR, "MP3")  # sounds like "Amber Road"
-    payload = base64.b64encode(reference.read_bytes()).decode()
 
     with sync_playwright() as p:
         browser = launch(p)
@@ -42,18 +40,7 @@ def test_drop_a_file_see_results_then_more_like_this(server, audio_dir, tmp_path
         page.goto(server + "/")
         expect(page.get_by_text("Drop an audio file here")).to_be_visible()
 
-        # Drop the file on the drop zone, as a user dragging it from their desktop would.
-        transfer = page.evaluate_handle(
-            """([data, name]) => {
-                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
-                const dt = new DataTransfer();
-                dt.items.add(new File([bytes], name, {type: "audio/mpeg"}));
-                return dt;
-            }""",
-            [payload, reference.name],
-        )
-        page.dispatch_event("[data-dropzone]", "dragenter", {"dataTransfer": transfer})
-        page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
+        drop_file(page, reference, "audio/mpeg")
 
         results = page.locator("#results li.result")
         expect(results.first).to_be_visible(timeout=60_000)

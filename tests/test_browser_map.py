@@ -3,14 +3,13 @@ tracks; the map computed from the page (the admin's button, the map job), zoomed
 (its track opens), and a search filtered by key and "instrumental" whose results all match, shown on the map.
 A screenshot at each step goes to test-output/ (and the test's tmp_path)."""
 
-import base64
 import re
 
 import pytest
 
 import audiogen
 import musicgen
-from browsing import launch, needs_chromium, screenshot, serving
+from browsing import drop_file, launch, needs_chromium, screenshot, serving
 from audiofind.app import create_app, get_catalog
 
 SR = 22050
@@ -103,18 +102,7 @@ def test_open_the_map_zoom_in_click_a_point_then_filter_a_search_by_key_and_inst
         page.select_option("select[name=vocals]", "instrumental")
         reference = audio_dir / "reference.wav"
         audiogen.write(reference, musicgen.progression(9, "minor", 6.0, SR, "saw", seed=99), SR, "WAV")
-        payload = base64.b64encode(reference.read_bytes()).decode()
-        transfer = page.evaluate_handle(
-            """([data, name]) => {
-                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
-                const dt = new DataTransfer();
-                dt.items.add(new File([bytes], name, {type: "audio/wav"}));
-                return dt;
-            }""",
-            [payload, reference.name],
-        )
-        page.dispatch_event("[data-dropzone]", "dragenter", {"dataTransfer": transfer})
-        page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
+        drop_file(page, reference, "audio/wav")
         results = page.locator("#results li.result")
         expect(results.first).to_be_visible(timeout=60_000)
         count = results.count()

@@ -3,14 +3,13 @@ reference, mark results "less / more like this one" and watch the list re-rank, 
 shortlist, open its share link in a fresh browser context and play a track there, download the CSV. A screenshot
 of each step goes to test-output/ (and the test's tmp_path)."""
 
-import base64
 import csv
 
 import pytest
 
 import audiogen
 from audiofind.app import create_app, get_catalog
-from browsing import launch, needs_chromium, screenshot, serving
+from browsing import drop_file, launch, needs_chromium, screenshot, serving
 
 SR = 32000
 TITLES = ["Harbour Lights", "Cold Stream", "Amber Road", "Night Market", "Glass Garden", "Paper Moon",
@@ -41,7 +40,6 @@ def test_refine_collect_share_play_and_export(server, audio_dir, tmp_path):
 
     reference = audio_dir / "my_reference.wav"
     audiogen.write(reference, audiogen.music(20, SR, seed=2, bpm=102), SR, "WAV")  # sounds like "Amber Road"
-    payload = base64.b64encode(reference.read_bytes()).decode()
 
     with sync_playwright() as p:
         browser = launch(p)
@@ -49,17 +47,7 @@ def test_refine_collect_share_play_and_export(server, audio_dir, tmp_path):
         page.goto(server + "/")
 
         # 1. Drop a reference.
-        transfer = page.evaluate_handle(
-            """([data, name]) => {
-                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
-                const dt = new DataTransfer();
-                dt.items.add(new File([bytes], name, {type: "audio/wav"}));
-                return dt;
-            }""",
-            [payload, reference.name],
-        )
-        page.dispatch_event("[data-dropzone]", "dragenter", {"dataTransfer": transfer})
-        page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
+        drop_file(page, reference, "audio/wav")
         results = page.locator("#results li.result")
         titles = page.locator("#results li.result h3 a")
         expect(results).to_have_count(10, timeout=60_000)
