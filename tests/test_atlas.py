@@ -350,6 +350,22 @@ def no_sleep(monkeypatch):
     monkeypatch.setattr(audiofind.index.atlas.definitions, "sleep", lambda seconds: None)
 
 
+def empty_index(kind, tmp_path, monkeypatch, identity):
+    """An empty index for ``identity``: the local one (exact search only) or, for "atlas", the backend over this
+    module's fake database, its index builds not waited for."""
+    if kind == "local":
+        from audiofind.index.local import LocalIndex
+
+        index = LocalIndex({"DATA_DIR": str(tmp_path), "ANN_THRESHOLD": 0})
+    else:
+        import audiofind.index.atlas.definitions
+
+        monkeypatch.setattr(audiofind.index.atlas.definitions, "sleep", lambda seconds: None)
+        index = AtlasIndex({"MONGODB_URI": "mongodb://fake", "ATLAS_INDEX_TIMEOUT": 5}, database=FakeDatabase())
+    index.set_embedder_identity(identity)
+    return index
+
+
 def add_tracks(index, rng, n=6, windows=3, **fields_for):
     vectors = unit(rng, n, IDENTITY["dim"])
     window_vectors = [unit(rng, windows, IDENTITY["window_dim"]) for _ in range(n)]

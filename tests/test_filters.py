@@ -9,7 +9,7 @@ from dataclasses import MISSING, fields
 import click
 import numpy as np
 import pytest
-from test_atlas import FakeDatabase
+from test_atlas import empty_index
 from test_web import catalog, text, track_id  # noqa: F401 (the catalog fixture)
 
 from audiofind.app import get_catalog
@@ -17,7 +17,6 @@ from audiofind.cli import _search_kwargs, cli, search
 from audiofind.index import filters as table
 from audiofind.index.atlas import AtlasIndex, load_definitions
 from audiofind.index.base import Track
-from audiofind.index.local import LocalIndex
 from audiofind.routes.schemas import FILTER_FIELDS as ROUTE_FIELDS, Filters as FiltersInput, parse
 
 
@@ -78,14 +77,7 @@ ALL_CASES = [(f, name, params) for f in table.FILTER_FIELDS for name, params in 
 
 @pytest.fixture(params=["local", "atlas"])
 def index(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        index = LocalIndex({"DATA_DIR": str(tmp_path), "ANN_THRESHOLD": 0})
-    else:
-        import audiofind.index.atlas.definitions
-
-        monkeypatch.setattr(audiofind.index.atlas.definitions, "sleep", lambda seconds: None)
-        index = AtlasIndex({"MONGODB_URI": "mongodb://fake", "ATLAS_INDEX_TIMEOUT": 5}, database=FakeDatabase())
-    index.set_embedder_identity(IDENTITY)
+    index = empty_index(request.param, tmp_path, monkeypatch, IDENTITY)
     rng = np.random.default_rng(7)
     for i in range(N):
         vectors = rng.standard_normal((4, WDIM)).astype(np.float32)

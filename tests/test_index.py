@@ -1,5 +1,6 @@
 """The index contract: the same cases against every index backend (local always, Atlas with a real MongoDB)."""
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -49,39 +50,48 @@ def add(index, track, rng, vector=None, window_vectors=None, n_windows=4):
     return vector, window_vectors
 
 
+@contextlib.contextmanager
+def real_mongodb(skip_reason=ATLAS_SKIP):
+    """(URI, a fresh database name) on the MongoDB of AUDIOFIND_TEST_MONGODB_URI, the database dropped after; the
+    test is skipped (``skip_reason``) without one."""
+    uri = os.environ.get("AUDIOFIND_TEST_MONGODB_URI")
+    if not uri:
+        pytest.skip(skip_reason)
+    name = f"audiofind_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield uri, name
+    finally:
+        import pymongo
+
+        client = pymongo.MongoClient(uri)
+        client.drop_database(name)
+        client.close()
+
+
 @pytest.fixture(params=["local", "atlas"])
 def make_index(request, tmp_path):
     """Builds backend instances over one catalog: each call stands for another process opening it."""
     made = []
-    if request.param == "local":
-        from audiofind.index.local import LocalIndex
+    with contextlib.ExitStack() as stack:
+        if request.param == "local":
+            from audiofind.index.local import LocalIndex
 
-        def factory(**config):
-            made.append(LocalIndex({"DATA_DIR": str(tmp_path / "instance"), **config}))
-            return made[-1]
+            def factory(**config):
+                made.append(LocalIndex({"DATA_DIR": str(tmp_path / "instance"), **config}))
+                return made[-1]
 
-    else:
-        uri = os.environ.get("AUDIOFIND_TEST_MONGODB_URI")
-        if not uri:
-            pytest.skip(ATLAS_SKIP)
-        from audiofind.index.atlas import AtlasIndex
+        else:
+            uri, database = stack.enter_context(real_mongodb())
+            from audiofind.index.atlas import AtlasIndex
 
-        database = f"audiofind_test_{uuid.uuid4().hex[:12]}"
+            def factory(**config):
+                base = {"DATA_DIR": str(tmp_path / "instance"), "MONGODB_URI": uri, "MONGODB_DATABASE": database}
+                made.append(AtlasIndex({**base, **config}))
+                return made[-1]
 
-        def factory(**config):
-            base = {"DATA_DIR": str(tmp_path / "instance"), "MONGODB_URI": uri, "MONGODB_DATABASE": database}
-            made.append(AtlasIndex({**base, **config}))
-            return made[-1]
-
-    yield factory
-    for index in made:
-        index.close()
-    if request.param == "atlas":
-        import pymongo
-
-        client = pymongo.MongoClient(os.environ["AUDIOFIND_TEST_MONGODB_URI"])
-        client.drop_database(database)
-        client.close()
+        yield factory
+        for index in made:
+            index.close()
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ placed on it without recomputing, and a catalog without a map says so."""
 
 import numpy as np
 import pytest
-from test_atlas import FakeDatabase
+from test_atlas import empty_index
 
 from audiofind import map_store
 from audiofind.index.atlas import AtlasIndex
 from audiofind.index.base import Track
-from audiofind.index.local import LocalIndex
 from audiofind.jobs.catalog_map import compute_map
 
 DIM, WDIM = 32, 8
@@ -36,14 +35,7 @@ def add(index, i, vector):
 
 @pytest.fixture(params=["local", "atlas"])
 def index(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        index = LocalIndex({"DATA_DIR": str(tmp_path), "ANN_THRESHOLD": 0})
-    else:
-        import audiofind.index.atlas.definitions
-
-        monkeypatch.setattr(audiofind.index.atlas.definitions, "sleep", lambda seconds: None)
-        index = AtlasIndex({"MONGODB_URI": "mongodb://fake", "ATLAS_INDEX_TIMEOUT": 5}, database=FakeDatabase())
-    index.set_embedder_identity(IDENTITY)
+    index = empty_index(request.param, tmp_path, monkeypatch, IDENTITY)
     rng = np.random.default_rng(1)
     for i in range(80):
         add(index, i, vector_of(i, rng))

@@ -1,15 +1,15 @@
 """Shortlists: the store (the same cases on the local index, on Atlas's documents through the in-process fake of
 tests/test_atlas.py, and on a real MongoDB with AUDIOFIND_TEST_MONGODB_URI), the catalog's removal, the exports."""
 
+import contextlib
 import csv
 import io
-import os
 import threading
-import uuid
 
 import pytest
 
 import audiogen
+from test_index import real_mongodb
 from audiofind.app import get_catalog
 from audiofind.shortlists import CSV_COLUMNS, ShortlistNotFound, store_for, to_csv, to_m3u, tracks_of
 
@@ -21,45 +21,36 @@ SR = 32000
 def open_store(request, tmp_path):
     """open_store() opens the shortlist store over one catalog; each call stands for a restarted process."""
     opened = []
-    if request.param == "local":
-        from audiofind.index.local import LocalIndex
+    with contextlib.ExitStack() as stack:
+        if request.param == "local":
+            from audiofind.index.local import LocalIndex
 
-        def make():
-            opened.append(LocalIndex({"DATA_DIR": str(tmp_path / "instance")}))
-            return opened[-1]
+            def make():
+                opened.append(LocalIndex({"DATA_DIR": str(tmp_path / "instance")}))
+                return opened[-1]
 
-    elif request.param == "atlas-documents":
-        from test_atlas import FakeDatabase
+        elif request.param == "atlas-documents":
+            from test_atlas import FakeDatabase
 
-        from audiofind.index.atlas import AtlasIndex
+            from audiofind.index.atlas import AtlasIndex
 
-        database = FakeDatabase()
+            database = FakeDatabase()
 
-        def make():
-            opened.append(AtlasIndex({"MONGODB_URI": "mongodb://fake"}, database=database))
-            return opened[-1]
+            def make():
+                opened.append(AtlasIndex({"MONGODB_URI": "mongodb://fake"}, database=database))
+                return opened[-1]
 
-    else:
-        uri = os.environ.get("AUDIOFIND_TEST_MONGODB_URI")
-        if not uri:
-            pytest.skip(ATLAS_SKIP)
-        from audiofind.index.atlas import AtlasIndex
+        else:
+            uri, name = stack.enter_context(real_mongodb(ATLAS_SKIP))
+            from audiofind.index.atlas import AtlasIndex
 
-        name = f"audiofind_test_{uuid.uuid4().hex[:12]}"
+            def make():
+                opened.append(AtlasIndex({"MONGODB_URI": uri, "MONGODB_DATABASE": name}))
+                return opened[-1]
 
-        def make():
-            opened.append(AtlasIndex({"MONGODB_URI": uri, "MONGODB_DATABASE": name}))
-            return opened[-1]
-
-    yield lambda: store_for(make())
-    for index in opened:
-        index.close()
-    if request.param == "atlas":
-        import pymongo
-
-        client = pymongo.MongoClient(os.environ["AUDIOFIND_TEST_MONGODB_URI"])
-        client.drop_database(name)
-        client.close()
+        yield lambda: store_for(make())
+        for index in opened:
+            index.close()
 
 
 @pytest.fixture
