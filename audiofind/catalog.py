@@ -1,6 +1,7 @@
 """The catalog service: ingest, search, similar, remove. It knows no backend by name."""
 
 import csv
+import functools
 import hashlib
 import json
 import time
@@ -318,13 +319,14 @@ class Catalog:
         thinned = bool(per_album or per_artist or collapse_versions)
         fetch = limit * OVERFETCH if thinned else limit
         directions = self.nuisance_directions()
+        segments = functools.cache(self.index.segments)  # the hits' windows, read once for rescoring and locating
         if mode == "segment":
             query_windows = calibration.without(query_windows, directions)
             if directions is None:
                 hits = self.index.search_segments(query_windows, fetch, filters)
             else:
                 hits = self.index.search_segments(query_windows, max(fetch, RESCORED_CANDIDATES), filters)
-                hits = self._rescored(hits, query_windows, directions)
+                hits = _rescored(hits, segments, query_windows, directions)
         else:
             hits = self._nearest(query_vector, fetch, filters)
         tracks = self.index.get_many([hit.track_id for hit in hits], envelope=False)  # to thin the list
@@ -336,7 +338,7 @@ class Catalog:
             hits = _cap(hits, per_album, lambda hit: tracks[hit.track_id].album)
         if per_artist:
             hits = _cap(hits, per_artist, lambda hit: tracks[hit.track_id].artist)
-        hits = [self._locate(hit, window_vectors, windows, directions) for hit in hits[:limit]]
+        hits = [_located(hit, segments, window_vectors, windows, directions) for hit in hits[:limit]]
         shown = self.index.get_many([hit.track_id for hit in hits])
         hits = [hit for hit in hits if hit.track_id in shown]
         results = []
@@ -359,41 +361,6 @@ class Catalog:
         if stored is None or stored.embedder != self.index.embedder_identity():
             return None
         return stored.directions
-
-    def _rescored(self, hits: list, query_windows, directions) -> list:
-        """Segment hits scored again with the nuisance directions out of their windows too, best first."""
-        rescored = []
-        for hit in hits:
-            try:
-                their_windows, theirs = self.index.segments(hit.track_id)
-            except KeyError:  # removed since the search
-                continue
-            if len(theirs) == 0:
-                continue
-            sims = query_windows @ calibration.without(theirs, directions).T
-            best = int(np.argmax(sims.max(axis=0)))
-            start, end = float(their_windows[best, 0]), float(their_windows[best, 1])
-            rescored.append(replace(hit, score=float(sims.max(axis=1).mean()), match_start=start, match_end=end))
-        return sorted(rescored, key=lambda hit: -hit.score)
-
-    def _locate(self, hit: Hit, window_vectors, windows, directions=None) -> Hit:
-        """Where in the result track the query matches (with the nuisance directions out of both, if any).
-
-        When the query has more than one window and is no longer than the track, the match is the query's span
-        at the offset where its windows, in order, match the track's best (versions.placement). Otherwise it is
-        the track's window most like any part of the query."""
-        their_windows, theirs = self.index.segments(hit.track_id)
-        if len(theirs) == 0 or len(window_vectors) == 0:
-            return hit
-        window_vectors, theirs = calibration.without(window_vectors, directions), calibration.without(theirs, directions)
-        start = versions.placement(windows, window_vectors, their_windows, theirs) if (
-            1 < len(windows) <= len(their_windows)) else None
-        if start is not None:
-            end = min(float(their_windows[-1, 1]), start + float(windows[-1, 1] - windows[0, 0]))
-        else:
-            i, j = np.unravel_index(int(np.argmax(window_vectors @ theirs.T)), (len(window_vectors), len(theirs)))
-            start, end = float(their_windows[j, 0]), float(their_windows[j, 1])
-        return replace(hit, match_start=round(start, 2), match_end=round(end, 2))
 
     def extra_fields(self) -> list:
         """The fields metadata plugins add to tracks (extra_track_fields), in plugin order, each once."""
@@ -435,6 +402,43 @@ class Catalog:
                     self.index.update(track.track_id, update)
                     updated += 1
         return {"updated": updated, "unmatched": unmatched}
+
+
+def _rescored(hits: list, segments, query_windows, directions) -> list:
+    """Segment hits scored again with the nuisance directions out of their windows too, best first."""
+    rescored = []
+    for hit in hits:
+        try:
+            their_windows, theirs = segments(hit.track_id)
+        except KeyError:  # removed since the search
+            continue
+        if len(theirs) == 0:
+            continue
+        sims = query_windows @ calibration.without(theirs, directions).T
+        best = int(np.argmax(sims.max(axis=0)))
+        start, end = float(their_windows[best, 0]), float(their_windows[best, 1])
+        rescored.append(replace(hit, score=float(sims.max(axis=1).mean()), match_start=start, match_end=end))
+    return sorted(rescored, key=lambda hit: -hit.score)
+
+
+def _located(hit: Hit, segments, window_vectors, windows, directions) -> Hit:
+    """Where in the result track the query matches (with the nuisance directions out of both, if any).
+
+    When the query has more than one window and is no longer than the track, the match is the query's span
+    at the offset where its windows, in order, match the track's best (versions.placement). Otherwise it is
+    the track's window most like any part of the query."""
+    their_windows, theirs = segments(hit.track_id)
+    if len(theirs) == 0 or len(window_vectors) == 0:
+        return hit
+    window_vectors, theirs = calibration.without(window_vectors, directions), calibration.without(theirs, directions)
+    start = versions.placement(windows, window_vectors, their_windows, theirs) if (
+        1 < len(windows) <= len(their_windows)) else None
+    if start is not None:
+        end = min(float(their_windows[-1, 1]), start + float(windows[-1, 1] - windows[0, 0]))
+    else:
+        i, j = np.unravel_index(int(np.argmax(window_vectors @ theirs.T)), (len(window_vectors), len(theirs)))
+        start, end = float(their_windows[j, 0]), float(their_windows[j, 1])
+    return replace(hit, match_start=round(start, 2), match_end=round(end, 2))
 
 
 def _outcome_of(existing: Track, track_id) -> IngestOutcome:
