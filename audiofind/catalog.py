@@ -4,6 +4,7 @@ import csv
 import functools
 import hashlib
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -12,11 +13,13 @@ from typing import Optional
 
 import numpy as np
 
-from audiofind import audio, calibration, musicfacts, refine, versions
+from audiofind import audio, calibration, musicfacts, passage, refine, versions
 from audiofind.config import data_dir
 from audiofind.index.base import DuplicateAudio, EmbedderMismatch, Filters, Hit, Track
 from audiofind.proximity import Proximity
 from audiofind.storage.base import StorageError, content_type_for
+
+logger = logging.getLogger(__name__)
 
 # How many more candidates to fetch than asked when results are thinned (diversity, versions).
 OVERFETCH = 5
@@ -249,10 +252,20 @@ class Catalog:
             audio.stream(path, embedder.sample_rate, start=start, end=end, max_duration=self.config["MAX_DURATION"])
         ))
 
+    def query_signature(self, path, *, start=None, end=None) -> Optional[np.ndarray]:
+        """The reference's audio signature (audiofind/passage.py) to place an excerpt's match from the signal,
+        or None for a reference longer than passage.MAX_SECONDS (a whole piece)."""
+        duration = audio.probe(Path(path), self.config).duration
+        if min(end if end is not None else duration, duration) - (start or 0.0) > passage.MAX_SECONDS:
+            return None
+        return passage.signature(path, start=start, end=end, max_duration=self.config["MAX_DURATION"])
+
     def search_file(self, path, *, start=None, end=None, **options) -> list:
         """The catalog tracks that sound most like the audio file (or its start..end range)."""
         query = self.embed_query(path, start=start, end=end)
-        return self.search_embedding(query.vector, query.window_vectors, query.windows, **options)
+        signature = self.query_signature(path, start=start, end=end)
+        return self.search_embedding(query.vector, query.window_vectors, query.windows, signature=signature,
+                                     **options)
 
     def similar(self, track_id: str, *, filters=None, mode=DEFAULT_MODE, **options) -> list:
         """"More like this": the neighbours of a catalog track, never the track itself. A catalog track is a
@@ -293,6 +306,7 @@ class Catalog:
         like=(),
         unlike=(),
         weights=refine.DEFAULT_WEIGHTS,
+        signature=None,
     ) -> list:
         """The catalog tracks most like the reference, best first.
 
@@ -303,7 +317,10 @@ class Catalog:
 
         ``like``/``unlike``: catalog track ids marked "more like this"/"less like this" (audiofind/refine.py):
         the query moves towards and away from them, and the unliked tracks and their nearest neighbours are
-        left out. Matches are still located for the reference. KeyError names an id not in the catalog."""
+        left out. Matches are still located for the reference. KeyError names an id not in the catalog.
+
+        ``signature``: the reference's audio signature (``query_signature``); with it, the best hit of a segment
+        search is placed again from the audio of both (audiofind/passage.py)."""
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}: use {', '.join(SEARCH_MODES)}")
         if mode == "auto":
@@ -341,6 +358,8 @@ class Catalog:
         hits = [_located(hit, segments, window_vectors, windows, directions) for hit in hits[:limit]]
         shown = self.index.get_many([hit.track_id for hit in hits])
         hits = [hit for hit in hits if hit.track_id in shown]
+        if mode == "segment" and signature is not None and hits:
+            hits[0] = self._placed_from_audio(hits[0], shown[hits[0].track_id], signature)
         results = []
         for rank, hit in enumerate(hits, 1):
             result = _result(shown[hit.track_id], hit, rank)
@@ -353,6 +372,24 @@ class Catalog:
         PROXIMITY_CANDIDATES (or ``limit``, if more) by dot product."""
         hits = self.index.search(vector, max(limit, PROXIMITY_CANDIDATES), filters)
         return self.proximity.rerank(vector, hits)[:limit]
+
+    def _placed_from_audio(self, hit: Hit, track: Track, signature) -> Hit:
+        """The hit's match placed by the signals of the reference and the track (audiofind/passage.py), when
+        they are the same recording; the window vectors' placement stands otherwise, and when the track's
+        audio cannot be read (a search never fails for it)."""
+        if not track.storage_key:
+            return hit
+        try:
+            with self.storage.local_copy(track.storage_key) as path:
+                start = passage.locate(signature, passage.signature(path, max_duration=self.config["MAX_DURATION"]))
+        except (StorageError, OSError, ValueError) as error:  # AudioError is a ValueError
+            logger.warning("could not place the match in %s from its audio: %s", track.file, error)
+            return hit
+        if start is None:
+            return hit
+        end = start + passage.duration(signature)
+        end = min(end, track.duration) if track.duration else end
+        return replace(hit, match_start=round(start, 2), match_end=round(end, 2))
 
     def nuisance_directions(self):
         """The catalog's nuisance direction(s) (audiofind/calibration.py), or None when it was not calibrated

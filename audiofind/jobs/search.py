@@ -37,12 +37,13 @@ def run_search(key, options):
         with upload_copy(services, key) as path:  # a reference track is not kept
             set_stage("analyzing")
             query = catalog.embed_query(path, start=start, end=end)
+            signature = catalog.query_signature(path, start=start, end=end)
         job = current_job()
         if job is not None:
-            save_query(services.redis, job.id, query.vector, query.window_vectors, query.windows)
+            save_query(services.redis, job.id, query.vector, query.window_vectors, query.windows, signature)
         set_stage("searching")
         results = catalog.search_embedding(query.vector, query.window_vectors, query.windows, filters=filters,
-                                           like=like, unlike=unlike, **options)
+                                           like=like, unlike=unlike, signature=signature, **options)
         _place_reference(services, query.vector)
         return [_plain(result) for result in results]
 
@@ -61,19 +62,22 @@ def _place_reference(services, vector):
         logger.exception("could not place the search's reference on the catalog map")
 
 
-def save_query(redis, job_id, vector, window_vectors, windows):
+def save_query(redis, job_id, vector, window_vectors, windows, signature=None):
     out = io.BytesIO()
-    np.savez(out, vector=vector, window_vectors=window_vectors, windows=windows)
+    extra = {} if signature is None else {"signature": signature.astype(np.float16)}
+    np.savez(out, vector=vector, window_vectors=window_vectors, windows=windows, **extra)
     redis.set(QUERY_KEY + job_id, out.getvalue(), ex=SEARCH_RESULT_TTL)
 
 
 def load_query(redis, job_id):
-    """(vector, window_vectors, windows) of a search's reference, or None once expired (or keyless)."""
+    """(vector, window_vectors, windows, signature or None) of a search's reference, or None once expired (or
+    keyless)."""
     data = redis.get(QUERY_KEY + job_id)
     if data is None:
         return None
     with np.load(io.BytesIO(data)) as stored:
-        return stored["vector"], stored["window_vectors"], stored["windows"]
+        signature = stored["signature"].astype(np.float32) if "signature" in stored else None
+        return stored["vector"], stored["window_vectors"], stored["windows"], signature
 
 
 def _plain(result):

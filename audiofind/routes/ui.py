@@ -112,8 +112,9 @@ def refine_search(job_id):
     marks = _marks(request.args)
     search = {name: options[name] for name in ("limit", "mode", "per_album", "per_artist", "collapse_versions")
               if name in options}
-    results = get_catalog().search_embedding(*query, filters=Filters(**(options.get("filters") or {})),
-                                             **search, **marks.marks())
+    vector, window_vectors, windows, signature = query
+    results = get_catalog().search_embedding(vector, window_vectors, windows, signature=signature,
+                                             filters=Filters(**(options.get("filters") or {})), **search, **marks.marks())
     heading = f"Tracks that sound like {filename or 'your file'}"
     html = render_template("search/_results.html", results=results, heading=heading, refine=_refine(request.path, marks))
     return render("search/index.html", "search/_results.html", results_html=Markup(html), results=results,
