@@ -374,21 +374,27 @@ class Catalog:
         return self.proximity.rerank(vector, hits)[:limit]
 
     def _placed_from_audio(self, hit: Hit, track: Track, signature) -> Hit:
-        """The hit's match placed by the signals of the reference and the track (audiofind/passage.py), when
-        they are the same recording; the window vectors' placement stands otherwise, and when the track's
-        audio cannot be read (a search never fails for it)."""
-        if not track.storage_key:
+        """The hit's match placed by the signals of the reference and the track (audiofind/passage.py), looked
+        for within passage.SEARCH_SECONDS of the window vectors' placement, when they are the same recording;
+        the window vectors' placement stands otherwise, and when the track's audio cannot be read (a search
+        never fails for it)."""
+        if not track.storage_key or hit.match_start is None:
             return hit
+        length = passage.duration(signature)
+        first = max(0.0, hit.match_start - passage.SEARCH_SECONDS)
+        last = hit.match_start + length + passage.SEARCH_SECONDS
+        if track.duration:
+            last = min(last, track.duration)
         try:
             with self.storage.local_copy(track.storage_key) as path:
-                start = passage.locate(signature, passage.signature(path, max_duration=self.config["MAX_DURATION"]))
+                start = passage.locate(signature, passage.signature(path, start=first, end=last))
         except (StorageError, OSError, ValueError) as error:  # AudioError is a ValueError
             logger.warning("could not place the match in %s from its audio: %s", track.file, error)
             return hit
         if start is None:
             return hit
-        end = start + passage.duration(signature)
-        end = min(end, track.duration) if track.duration else end
+        start += first
+        end = min(start + length, last)
         return replace(hit, match_start=round(start, 2), match_end=round(end, 2))
 
     def nuisance_directions(self):
