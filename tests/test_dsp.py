@@ -46,7 +46,7 @@ def test_registered_as_a_plugin_without_importing_librosa():
 
 def test_dimensions_and_normalisation(embedder, tracks):
     embedding = embedder.embed(blocks(tracks[0]))
-    assert embedder.identity == {"name": "dsp", "version": "2", "dim": 2 * embedder.window_dim, "window_dim": 262}
+    assert embedder.identity == {"name": "dsp", "version": "3", "dim": 2 * 262 + 136, "window_dim": 262}
     assert embedding.vector.shape == (embedder.dim,) and embedding.vector.dtype == np.float32
     assert embedding.window_vectors.shape == (len(embedding.windows), embedder.window_dim)
     assert np.linalg.norm(embedding.vector) == pytest.approx(1, abs=1e-5)

@@ -30,7 +30,12 @@ concatenation is L2-normalised, so no single feature dominates the cosine. The t
   the texture) cut excerpt recall@1 from 0.99 to 0.90 on the soundtracks;
 - the track vector ("more like this", track-mode search) weighs the first five 0.5 and the last four 1,
   then takes the L2-normalised mean across the windows next to the L2-normalised standard deviation across
-  them (how the piece changes over minutes).
+  them (how the piece changes over minutes), and next to those, weighted COV_WEIGHT, a single-Gaussian timbre
+  model: the covariance over the whole track of its frames' log-mel spectra in 16 bands, through the matrix
+  logarithm (dot products of the log matrices), standardised with fixed constants from the development set.
+  With it, "more like this" album precision@5 went from 0.720 to 0.734 on the development set, from 0.724 to
+  0.752 on the soundtracks and from 0.745 to 0.795 on held-out music (weight 0.8: 0.746, 0.772, 0.793, but
+  the generated albums of tests/test_dsp.py and tests/test_refine.py, which differ by timbre alone, then mix).
 
 These are fixed transforms; nothing is learned at run time. Statistics over 10 s
 change little when a window shifts by a couple of seconds, so an excerpt's windows find their source's windows
@@ -157,21 +162,82 @@ def _modulation(logmel: np.ndarray) -> np.ndarray:
     return (log_power - log_power.mean()).ravel()
 
 
-def dsp_track_vector(groups: np.ndarray) -> np.ndarray:
-    """From the windows' groups weighted for the track: concat(mean, standard deviation) across windows,
-    each L2-normalised, then the whole."""
+# Track vector, v3: a single-Gaussian timbre model next to the window statistics. The 64 log-mel bands are averaged in
+# fours to 16 bands; their frame-level covariance over the track (pooled from each window's moments, the windows'
+# 80 dB floor applied) goes through the matrix logarithm (log-Euclidean: dot products of the upper triangles, the
+# off-diagonal entries times sqrt 2, are those of the log matrices), is standardised with fixed constants (its mean
+# and spread over the development set's tracks, bench/common.DEVELOPMENT_MUSIC), L2-normalised and weighted.
+COV_BANDS = 16
+COV_WEIGHT = 0.5
+COV_SHRINK = 1e-3  # of the mean band variance, added to the diagonal (a constant band, silence)
+COV_MEAN = np.array([
+    3.85, 0.981, 0.505, 0.395, 0.317, 0.29, 0.226, 0.177, 0.201, 0.185, 0.133, 0.1, 0.14, 0.133, 0.156,
+    0.164, 3.05, 0.717, 0.579, 0.431, 0.345, 0.325, 0.283, 0.24, 0.251, 0.212, 0.177, 0.15, 0.114,
+    0.105, 0.121, 3.1, 0.534, 0.547, 0.543, 0.325, 0.337, 0.325, 0.262, 0.257, 0.156, 0.153, 0.154,
+    0.116, 0.168, 3.07, 0.524, 0.41, 0.576, 0.457, 0.375, 0.314, 0.227, 0.246, 0.18, 0.142, 0.126,
+    0.133, 3.05, 0.504, 0.512, 0.493, 0.461, 0.332, 0.346, 0.206, 0.181, 0.155, 0.122, 0.116, 3.06,
+    0.557, 0.501, 0.399, 0.438, 0.257, 0.326, 0.195, 0.135, 0.135, 0.095, 2.9, 0.519, 0.543, 0.395,
+    0.495, 0.257, 0.303, 0.198, 0.142, 0.115, 2.78, 0.64, 0.622, 0.456, 0.436, 0.303, 0.223, 0.17,
+    0.104, 2.56, 0.745, 0.688, 0.506, 0.353, 0.309, 0.207, 0.118, 2.44, 0.781, 0.719, 0.507, 0.368,
+    0.287, 0.172, 2.21, 0.879, 0.777, 0.55, 0.346, 0.239, 2.15, 1, 0.785, 0.571, 0.372, 2, 1.13, 0.827,
+    0.639, 1.9, 1.38, 1.05, 1.96, 1.85, 2.51
+])
+COV_STD = np.array([
+    1.43, 0.382, 0.269, 0.251, 0.236, 0.206, 0.246, 0.236, 0.249, 0.21, 0.224, 0.21, 0.2, 0.203, 0.195,
+    0.224, 1.23, 0.385, 0.267, 0.233, 0.218, 0.214, 0.198, 0.212, 0.188, 0.169, 0.168, 0.166, 0.155,
+    0.14, 0.154, 0.707, 0.308, 0.25, 0.291, 0.232, 0.237, 0.178, 0.164, 0.173, 0.155, 0.146, 0.158,
+    0.116, 0.14, 0.634, 0.304, 0.304, 0.255, 0.215, 0.206, 0.236, 0.182, 0.172, 0.146, 0.125, 0.153,
+    0.143, 0.646, 0.341, 0.271, 0.22, 0.218, 0.19, 0.219, 0.164, 0.161, 0.158, 0.146, 0.171, 0.656,
+    0.368, 0.251, 0.208, 0.212, 0.209, 0.216, 0.192, 0.134, 0.136, 0.142, 0.663, 0.343, 0.29, 0.22,
+    0.212, 0.192, 0.187, 0.14, 0.15, 0.139, 0.699, 0.365, 0.261, 0.207, 0.201, 0.186, 0.186, 0.156,
+    0.143, 0.67, 0.356, 0.237, 0.178, 0.194, 0.163, 0.161, 0.15, 0.689, 0.347, 0.245, 0.224, 0.175,
+    0.176, 0.156, 0.659, 0.324, 0.246, 0.197, 0.184, 0.175, 0.72, 0.336, 0.272, 0.212, 0.2, 0.868,
+    0.353, 0.236, 0.223, 0.715, 0.354, 0.309, 0.76, 0.442, 0.871
+])
+
+
+def window_band_moments(logmel: np.ndarray) -> tuple:
+    """(frame count, sum, sum of outer products) of one window's 16-band log-mel frames (float64), after the same
+    80 dB floor as window_features; summed over windows they give the track's band mean and covariance."""
+    logmel = np.maximum(logmel, logmel.max() - FLOOR_DB)
+    bands = logmel.reshape(len(logmel), COV_BANDS, -1).mean(axis=2).astype(np.float64)
+    return len(bands), bands.sum(axis=0), bands.T @ bands
+
+
+def band_covariance(moments) -> np.ndarray:
+    """The standardised log-Euclidean vector (136) of the band covariance pooled from the windows' moments."""
+    count = max(sum(m[0] for m in moments), 1)
+    mean = sum(m[1] for m in moments) / count
+    covariance = sum(m[2] for m in moments) / count - np.outer(mean, mean)
+    covariance += COV_SHRINK * max(np.trace(covariance) / COV_BANDS, 1e-9) * np.eye(COV_BANDS)
+    values, vectors = np.linalg.eigh(covariance)
+    log_matrix = (vectors * np.log(np.maximum(values, 1e-9))) @ vectors.T
+    upper = np.triu_indices(COV_BANDS)
+    vector = log_matrix[upper] * np.where(upper[0] == upper[1], 1.0, np.sqrt(2.0))
+    return (vector - COV_MEAN) / COV_STD
+
+
+def dsp_track_vector(groups: np.ndarray, moments) -> np.ndarray:
+    """From the windows' groups weighted for the track: concat(mean, standard deviation) across windows, each
+    L2-normalised, and the band covariance (``moments``: window_band_moments of each window) L2-normalised and
+    weighted COV_WEIGHT; then the whole, L2-normalised."""
     weighted = l2_normalise(groups * TRACK_WEIGHTS)
-    parts = [l2_normalise(weighted.mean(axis=0)), l2_normalise(weighted.std(axis=0))]
+    parts = [l2_normalise(weighted.mean(axis=0)), l2_normalise(weighted.std(axis=0)),
+             COV_WEIGHT * l2_normalise(band_covariance(moments))]
     return l2_normalise(np.concatenate(parts))
 
 
 class DspEmbedder(Embedder):
     name = "dsp"
-    version = "2"  # 2: texture, envelope, valleys and modulation groups; mean + spread track vector
+    version = "3"  # 2: texture, envelope, valleys and modulation groups, mean + spread track vector; 3: band covariance
     sample_rate = SAMPLE_RATE
     window_dim = sum(group[1] for group in GROUPS)
     window_seconds = 10.0
     hop_seconds = 5.0
+
+    @property
+    def dim(self) -> int:  # mean and spread of the window groups, and the band covariance's upper triangle
+        return 2 * self.window_dim + COV_BANDS * (COV_BANDS + 1) // 2
 
     def embed(self, blocks: Iterable[np.ndarray]) -> Embedding:
         frames_per_second = SAMPLE_RATE / HOP
@@ -184,11 +250,13 @@ class DspEmbedder(Embedder):
         buffers = ([], [], [])  # log-mel, chroma, valleys
         first = 0  # absolute index of the buffer's first frame
         samples = 0
-        windows, vectors = [], []
+        windows, vectors, moments = [], [], []
 
         def take(a, b):
             a = max(a, first)
-            return window_features(*(np.concatenate(buffer)[a - first : b - first] for buffer in buffers))
+            logmel, chroma, valleys = (np.concatenate(buffer)[a - first : b - first] for buffer in buffers)
+            moments.append(window_band_moments(logmel))
+            return window_features(logmel, chroma, valleys)
 
         def consume(block, last=False):
             nonlocal first
@@ -223,7 +291,7 @@ class DspEmbedder(Embedder):
         groups = np.asarray(vectors)
         window_vectors = l2_normalise(groups * WINDOW_WEIGHTS).astype(np.float32)
         return Embedding(
-            vector=dsp_track_vector(groups).astype(np.float32),
+            vector=dsp_track_vector(groups, moments).astype(np.float32),
             windows=np.asarray(windows, dtype=np.float32),
             window_vectors=window_vectors,
             tags=[],
