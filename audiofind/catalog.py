@@ -252,18 +252,18 @@ class Catalog:
             audio.stream(path, embedder.sample_rate, start=start, end=end, max_duration=self.config["MAX_DURATION"])
         ))
 
-    def query_signature(self, path, *, start=None, end=None) -> Optional[np.ndarray]:
-        """The reference's audio signature (audiofind/passage.py) to place an excerpt's match from the signal,
-        or None for a reference longer than passage.MAX_SECONDS (a whole piece)."""
-        duration = audio.probe(Path(path), self.config).duration
-        if min(end if end is not None else duration, duration) - (start or 0.0) > passage.MAX_SECONDS:
+    def query_signature(self, path, query, *, mode=DEFAULT_MODE, start=None, end=None) -> Optional[np.ndarray]:
+        """The reference's audio signature (audiofind/passage.py), by which a segment search places its best hit
+        from the audio; None when the search ranks whole tracks or the reference is longer than
+        passage.MAX_SECONDS. ``query``: the reference's embedding (embed_query)."""
+        if _resolved_mode(mode, query.windows) != "segment" or _length(query.windows) > passage.MAX_SECONDS:
             return None
         return passage.signature(path, start=start, end=end, max_duration=self.config["MAX_DURATION"])
 
     def search_file(self, path, *, start=None, end=None, **options) -> list:
         """The catalog tracks that sound most like the audio file (or its start..end range)."""
         query = self.embed_query(path, start=start, end=end)
-        signature = self.query_signature(path, start=start, end=end)
+        signature = self.query_signature(path, query, mode=options.get("mode", DEFAULT_MODE), start=start, end=end)
         return self.search_embedding(query.vector, query.window_vectors, query.windows, signature=signature,
                                      **options)
 
@@ -323,9 +323,7 @@ class Catalog:
         search is placed again from the audio of both (audiofind/passage.py)."""
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}: use {', '.join(SEARCH_MODES)}")
-        if mode == "auto":
-            length = float(windows[-1, 1] - windows[0, 0]) if len(windows) else 0.0
-            mode = "segment" if length < AUTO_SEGMENT_SECONDS else "track"
+        mode = _resolved_mode(mode, windows)
         filters = filters or Filters()
         query_vector, query_windows = vector, window_vectors
         if like or unlike:
@@ -445,6 +443,18 @@ class Catalog:
                     self.index.update(track.track_id, update)
                     updated += 1
         return {"updated": updated, "unmatched": unmatched}
+
+
+def _length(windows) -> float:
+    """Seconds a reference's windows span."""
+    return float(windows[-1, 1] - windows[0, 0]) if len(windows) else 0.0
+
+
+def _resolved_mode(mode: str, windows) -> str:
+    """"auto" made "segment" or "track" by the reference's length (see search_embedding); others as given."""
+    if mode != "auto":
+        return mode
+    return "segment" if _length(windows) < AUTO_SEGMENT_SECONDS else "track"
 
 
 def _rescored(hits: list, segments, query_windows, directions) -> list:

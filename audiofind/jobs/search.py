@@ -9,6 +9,7 @@ import logging
 import numpy as np
 
 from audiofind import map_store
+from audiofind.catalog import DEFAULT_MODE
 from audiofind.index.base import Filters
 from audiofind.jobs._common import current_job, job_services, set_stage, upload_copy, user_errors
 from audiofind.jobs.queue import SEARCH_RESULT_TTL
@@ -37,7 +38,8 @@ def run_search(key, options):
         with upload_copy(services, key) as path:  # a reference track is not kept
             set_stage("analyzing")
             query = catalog.embed_query(path, start=start, end=end)
-            signature = catalog.query_signature(path, start=start, end=end)
+            signature = catalog.query_signature(path, query, mode=options.get("mode", DEFAULT_MODE), start=start,
+                                                end=end)
         job = current_job()
         if job is not None:
             save_query(services.redis, job.id, query.vector, query.window_vectors, query.windows, signature)
