@@ -85,3 +85,18 @@ def test_the_search_page_and_its_refining_keep_the_exact_passage(app, client, pi
     job_id = started.json["status_url"].rstrip("/").rsplit("/", 1)[1]
     refined = client.get(f"/searches/{job_id}/refine?like={ids[2]}", headers=HX).get_data(as_text=True)
     assert re.search(r"#t=31\.[67]", refined), "the refined results' player starts at the passage"
+
+
+def test_digital_silence_matches_nothing(tmp_path):
+    """A track with a silent gap: the excerpt of its music is found where it is, never in the silence, and a
+    silent excerpt is located nowhere."""
+    music = piece(0, seconds=30)
+    gap = np.zeros(30 * SR, np.float32)
+    track = passage.signature(audiogen.write(tmp_path / "gap.flac", np.concatenate([music, gap, music[::-1]]), SR))
+    query = passage.signature(noisy_excerpt(tmp_path / "q.mp3", music, 8.0))
+    assert passage.locate(query, track) == pytest.approx(8.0, abs=0.1)
+    silent = passage.signature(audiogen.write(tmp_path / "silent.wav", np.zeros(5 * SR, np.float32), SR, "WAV"))
+    assert passage.locate(silent, track) is None
+    frames_per_second = passage.SAMPLE_RATE / passage.HOP
+    in_the_gap = passage.correlation(query, track)[int(31 * frames_per_second) : int(39 * frames_per_second)]
+    assert len(in_the_gap) > 300 and np.all(in_the_gap == 0)
