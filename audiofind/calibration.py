@@ -120,21 +120,24 @@ def calibrate(catalog, rng=None) -> Calibration:
                     clips.append(audio.load(path, embedder.sample_rate, start=start, end=start + CLIP_SECONDS))
     directions = learn_directions(embedder, clips, rng)
     result = Calibration(directions, embedder.identity, len(offsets), time.time(), time.perf_counter() - started)
-    store = for_index(index)
-    if store is None:
+    if catalog.calibration_store is None:
         raise ValueError(f"the {index.name!r} index keeps no calibration")
-    store.save(result)
+    catalog.calibration_store.save(result)
     logger.info("calibrated excerpt search on %d tracks in %.1f s", len(offsets), result.seconds)
     return result
 
 
 def needs_calibration(catalog) -> bool:
     """Whether the catalog holds MIN_TRACKS tracks or more and no calibration for its embedder."""
-    store = for_index(catalog.index)
+    store = catalog.calibration_store
     if store is None or catalog.index.count() < MIN_TRACKS:
         return False
-    stored = store.load()
-    return stored is None or stored.embedder != catalog.index.embedder_identity()
+    return not learned_for(store.load(), catalog.index)
+
+
+def learned_for(stored: Optional[Calibration], index) -> bool:
+    """Whether a stored calibration was learned for the embedder that built ``index``'s catalog."""
+    return stored is not None and stored.embedder == index.embedder_identity()
 
 
 class LocalCalibrationStore:

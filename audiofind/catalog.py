@@ -334,14 +334,19 @@ class Catalog:
         thinned = bool(per_album or per_artist or collapse_versions)
         fetch = limit * OVERFETCH if thinned else limit
         directions = self.nuisance_directions()
-        segments = functools.cache(self.index.segments)  # the hits' windows, read once for rescoring and locating
+
+        @functools.cache  # the hits' windows, read and projected once for rescoring and locating
+        def segments(track_id):
+            their_windows, theirs = self.index.segments(track_id)
+            return their_windows, calibration.without(theirs, directions)
+
         if mode == "segment":
             query_windows = calibration.without(query_windows, directions)
             if directions is None:
                 hits = self.index.search_segments(query_windows, fetch, filters)
             else:
                 hits = self.index.search_segments(query_windows, max(fetch, RESCORED_CANDIDATES), filters)
-                hits = _rescored(hits, segments, query_windows, directions)
+                hits = _rescored(hits, segments, query_windows)
         else:
             hits = self._nearest(query_vector, fetch, filters)
         tracks = self.index.get_many([hit.track_id for hit in hits], envelope=False)  # to thin the list
@@ -353,7 +358,8 @@ class Catalog:
             hits = _cap(hits, per_album, lambda hit: tracks[hit.track_id].album)
         if per_artist:
             hits = _cap(hits, per_artist, lambda hit: tracks[hit.track_id].artist)
-        hits = [_located(hit, segments, window_vectors, windows, directions) for hit in hits[:limit]]
+        reference = calibration.without(window_vectors, directions)
+        hits = [_located(hit, segments, reference, windows) for hit in hits[:limit]]
         shown = self.index.get_many([hit.track_id for hit in hits])
         hits = [hit for hit in hits if hit.track_id in shown]
         if mode == "segment" and signature is not None and hits:
@@ -399,9 +405,7 @@ class Catalog:
         """The catalog's nuisance direction(s) (audiofind/calibration.py), or None when it was not calibrated
         for the embedder that built it."""
         stored = self.calibration_store.load() if self.calibration_store else None
-        if stored is None or stored.embedder != self.index.embedder_identity():
-            return None
-        return stored.directions
+        return stored.directions if calibration.learned_for(stored, self.index) else None
 
     def extra_fields(self) -> list:
         """The fields metadata plugins add to tracks (extra_track_fields), in plugin order, each once."""
@@ -457,8 +461,9 @@ def _resolved_mode(mode: str, windows) -> str:
     return "segment" if _length(windows) < AUTO_SEGMENT_SECONDS else "track"
 
 
-def _rescored(hits: list, segments, query_windows, directions) -> list:
-    """Segment hits scored again with the nuisance directions out of their windows too, best first."""
+def _rescored(hits: list, segments, query_windows) -> list:
+    """Segment hits scored again with the nuisance directions out of their windows too (``segments``: a hit's
+    windows and projected window vectors), best first."""
     rescored = []
     for hit in hits:
         try:
@@ -467,15 +472,16 @@ def _rescored(hits: list, segments, query_windows, directions) -> list:
             continue
         if len(theirs) == 0:
             continue
-        sims = query_windows @ calibration.without(theirs, directions).T
+        sims = query_windows @ theirs.T
         best = int(np.argmax(sims.max(axis=0)))
         start, end = float(their_windows[best, 0]), float(their_windows[best, 1])
         rescored.append(replace(hit, score=float(sims.max(axis=1).mean()), match_start=start, match_end=end))
     return sorted(rescored, key=lambda hit: -hit.score)
 
 
-def _located(hit: Hit, segments, window_vectors, windows, directions) -> Hit:
-    """Where in the result track the query matches (with the nuisance directions out of both, if any).
+def _located(hit: Hit, segments, window_vectors, windows) -> Hit:
+    """Where in the result track the query matches (``window_vectors`` and ``segments``' with the nuisance
+    directions out, if any).
 
     When the query has more than one window and is no longer than the track, the match is the query's span
     at the offset where its windows, in order, match the track's best (versions.placement). Otherwise it is
@@ -483,7 +489,6 @@ def _located(hit: Hit, segments, window_vectors, windows, directions) -> Hit:
     their_windows, theirs = segments(hit.track_id)
     if len(theirs) == 0 or len(window_vectors) == 0:
         return hit
-    window_vectors, theirs = calibration.without(window_vectors, directions), calibration.without(theirs, directions)
     start = versions.placement(windows, window_vectors, their_windows, theirs) if (
         1 < len(windows) <= len(their_windows)) else None
     if start is not None:

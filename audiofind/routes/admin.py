@@ -153,7 +153,7 @@ def calibration_status():
 @bp.post("/calibration")
 def recalibrate():
     """Learn the catalog's nuisance direction again (audiofind/calibration.py), as a job."""
-    if calibration.for_index(services().index) is None:
+    if get_catalog().calibration_store is None:
         abort(400, f"the {services().index.name!r} index keeps no calibration")
     enqueue_calibration(services())
     return _calibration_panel(202)
@@ -163,7 +163,7 @@ def _calibration_panel(status=200):
     catalog = get_catalog()
     stored = catalog.calibration_store.load() if catalog.calibration_store else None
     job = latest_job(services(), CALIBRATION_JOB_KEY, "calibration")
-    current = stored is not None and catalog.nuisance_directions() is not None
+    current = calibration.learned_for(stored, catalog.index)
     return render_template("admin/_calibration.html", stored=stored, current=current, job=job,
                            min_tracks=calibration.MIN_TRACKS), status
 
