@@ -35,7 +35,7 @@ concatenation is L2-normalised, so no single feature dominates the cosine. The t
   logarithm (dot products of the log matrices), standardised with fixed constants from the development set.
   With it, "more like this" album precision@5 went from 0.720 to 0.734 on the development set, from 0.724 to
   0.752 on the soundtracks and from 0.745 to 0.795 on held-out music (weight 0.8: 0.746, 0.772, 0.793, but
-  the generated albums of tests/test_dsp.py and tests/test_refine.py, which differ by timbre alone, then mix).
+  from 0.6 the generated albums of tests/test_refine.py, from 0.7 those of tests/test_dsp.py, start to mix).
 
 These are fixed transforms; nothing is learned at run time. Statistics over 10 s
 change little when a window shifts by a couple of seconds, so an excerpt's windows find their source's windows
